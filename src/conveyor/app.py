@@ -1,0 +1,278 @@
+"""The Conveyor application: the job-type registry plus a lazily connected client."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from conveyor.client import Client, EnqueueOptions, EnqueueRequest
+from conveyor.core.durations import Duration, parse_duration
+from conveyor.core.errors import ConfigurationError
+from conveyor.core.registry import JobType, Registry, payload_model_for
+from conveyor.core.retry import RetryPolicy
+from conveyor.core.settings import Settings, load_settings
+from conveyor.core.views import JobView, Page
+from conveyor.dispatch.base import Dispatcher, NullDispatcher
+from conveyor.store import JobStore, make_engine
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Conveyor:
+    """Register job types with ``@app.job``; enqueue, inspect and control jobs.
+
+    Nothing connects until first use, so importing a module that builds an app is free.
+    """
+
+    def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
+        self.registry = Registry()
+        self._settings = settings
+        self._overrides = overrides
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(**self._overrides)
+        return self._settings
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Client:
+        settings = self.settings
+        engine = make_engine(settings.database_url)
+        return Client(self.registry, settings, JobStore(engine), self.make_dispatcher("client"))
+
+    def make_dispatcher(self, consumer: str) -> Dispatcher:
+        if not self.settings.redis_url:
+            return NullDispatcher()
+        from conveyor.dispatch.redis import RedisDispatcher
+
+        return RedisDispatcher(
+            self.settings.redis_url, prefix=self.settings.redis_prefix, consumer=consumer
+        )
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.dispatcher.close()
+            self._client.jobs.engine.dispose()
+            self._client = None
+
+    # -- job types --------------------------------------------------------------------------
+
+    @overload
+    def job(self, fn: Callable[P, R], /) -> JobFunction[P, R]: ...
+
+    @overload
+    def job(
+        self,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int | None = None,
+        timeout: Duration | None = None,
+        stages: Sequence[str] = (),
+        retry_on: Iterable[type[BaseException]] = (),
+        dont_retry_on: Iterable[type[BaseException]] = (),
+        backoff_base: Duration | None = None,
+        backoff_cap: Duration | None = None,
+    ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+
+    def job(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register a handler as a job type (usable bare or with options)."""
+        if fn is not None:
+            return self._register(fn, **options)
+        return lambda handler: self._register(handler, **options)
+
+    def _register(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int | None = None,
+        timeout: Duration | None = None,
+        stages: Sequence[str] = (),
+        retry_on: Iterable[type[BaseException]] = (),
+        dont_retry_on: Iterable[type[BaseException]] = (),
+        backoff_base: Duration | None = None,
+        backoff_cap: Duration | None = None,
+    ) -> JobFunction[Any, Any]:
+        job_name = name or fn.__name__
+        if retries is not None and (not isinstance(retries, int) or retries < 0):
+            raise ConfigurationError(f"job {job_name!r}: retries must be a whole number >= 0")
+        # Defaults that depend on settings are read now only if given; otherwise the
+        # documented defaults apply (settings may not be loadable at import time).
+        policy = RetryPolicy(
+            max_attempts=(3 if retries is None else retries) + 1,
+            base_s=parse_duration(backoff_base, name="backoff_base") if backoff_base else 1.0,
+            cap_s=parse_duration(backoff_cap, name="backoff_cap") if backoff_cap else 300.0,
+            retry_on=tuple(retry_on),
+            dont_retry_on=tuple(dont_retry_on),
+        )
+        model, takes_context = payload_model_for(job_name, fn)
+        timeout_s = parse_duration(timeout, name="timeout") if timeout is not None else None
+        job_type = JobType(
+            name=job_name,
+            handler=fn,
+            queue=queue,
+            policy=policy,
+            timeout_s=timeout_s or None,
+            stages=tuple(stages),
+            payload_model=model,
+            takes_context=takes_context,
+        )
+        self.registry.add(job_type)
+        return JobFunction(self, job_type)
+
+    # -- client -----------------------------------------------------------------------------
+
+    def enqueue(
+        self, type: str, payload: Mapping[str, Any] | None = None, **options: Any
+    ) -> JobHandle:
+        """Enqueue a job by type name; ``options`` are those of EnqueueOptions."""
+        request = EnqueueRequest(type, payload, EnqueueOptions(**options))
+        ((job_id, _created),) = self.client.enqueue_many([request])
+        return JobHandle(self, job_id)
+
+    def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], *, connection: Any = None
+    ) -> list[JobHandle]:
+        """Enqueue many jobs in one transaction and one dispatch round trip."""
+        results = self.client.enqueue_many(requests, connection=connection)
+        return [JobHandle(self, job_id) for job_id, _ in results]
+
+    def get(self, job_id: str) -> JobView:
+        return self.client.get(job_id)
+
+    def list(self, **filters: Any) -> Page:
+        """Jobs newest first; filters: state, type, queue, created_after, created_before,
+        cursor, limit."""
+        return self.client.list(**filters)
+
+    def cancel(self, job_id: str) -> JobView:
+        return self.client.cancel(job_id)
+
+    def retry(self, job_id: str) -> JobView:
+        return self.client.retry(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobView:
+        return self.client.wait(job_id, timeout)
+
+    async def aenqueue(
+        self, type: str, payload: Mapping[str, Any] | None = None, **options: Any
+    ) -> JobHandle:
+        return await asyncio.to_thread(self.enqueue, type, payload, **options)
+
+    async def aenqueue_many(
+        self, requests: Sequence[EnqueueRequest], *, connection: Any = None
+    ) -> list[JobHandle]:
+        return await asyncio.to_thread(self.enqueue_many, requests, connection=connection)
+
+    async def aget(self, job_id: str) -> JobView:
+        return await asyncio.to_thread(self.get, job_id)
+
+    async def alist(self, **filters: Any) -> Page:
+        return await asyncio.to_thread(functools.partial(self.list, **filters))
+
+    async def acancel(self, job_id: str) -> JobView:
+        return await asyncio.to_thread(self.cancel, job_id)
+
+    async def aretry(self, job_id: str) -> JobView:
+        return await asyncio.to_thread(self.retry, job_id)
+
+    async def await_job(self, job_id: str, timeout: float | None = None) -> JobView:
+        """Async twin of wait(): polls without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        delay = 0.05
+        while True:
+            view = await asyncio.to_thread(self.client.jobs.get, job_id, with_attempts=False)
+            if view.terminal:
+                return await self.aget(job_id)
+            if deadline is not None and loop.time() >= deadline:
+                return await asyncio.to_thread(self.wait, job_id, 0)
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+
+class JobHandle:
+    """A reference to an enqueued job."""
+
+    __slots__ = ("app", "id")
+
+    def __init__(self, app: Conveyor, job_id: str) -> None:
+        self.app = app
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"JobHandle({self.id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JobHandle) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def get(self) -> JobView:
+        return self.app.get(self.id)
+
+    def wait(self, timeout: float | None = None) -> JobView:
+        """Block until the job is terminal and return it; WaitTimeout after ``timeout`` s."""
+        return self.app.wait(self.id, timeout)
+
+    def cancel(self) -> JobView:
+        return self.app.cancel(self.id)
+
+    async def aget(self) -> JobView:
+        return await self.app.aget(self.id)
+
+    async def async_wait(self, timeout: float | None = None) -> JobView:
+        return await self.app.await_job(self.id, timeout)
+
+
+class JobFunction(Generic[P, R]):
+    """What ``@app.job`` returns: the handler, still callable, plus enqueue methods."""
+
+    def __init__(
+        self, app: Conveyor, job_type: JobType, options: EnqueueOptions | None = None
+    ) -> None:
+        self.app = app
+        self.job_type = job_type
+        self.name = job_type.name
+        self._options = options or EnqueueOptions()
+        functools.update_wrapper(self, job_type.handler)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        result: R = self.job_type.handler(*args, **kwargs)
+        return result
+
+    def options(self, **options: Any) -> JobFunction[P, R]:
+        """A copy that enqueues with these options (queue, delay, run_at, retries,
+        max_attempts, timeout, idempotency_key, connection)."""
+        return JobFunction(self.app, self.job_type, replace(self._options, **options))
+
+    def request(self, **payload: Any) -> EnqueueRequest:
+        """An EnqueueRequest for enqueue_many()."""
+        return EnqueueRequest(self.name, payload, self._options)
+
+    def enqueue(self, **payload: Any) -> JobHandle:
+        ((job_id, _),) = self.app.client.enqueue_many([self.request(**payload)])
+        return JobHandle(self.app, job_id)
+
+    async def aenqueue(self, **payload: Any) -> JobHandle:
+        return await asyncio.to_thread(functools.partial(self.enqueue, **payload))

@@ -1,0 +1,196 @@
+"""The one way to change a job from outside: enqueue, get, list, cancel, retry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from conveyor.core.durations import Duration, parse_duration
+from conveyor.core.errors import ConveyorError, PayloadTooLarge, WaitTimeout
+from conveyor.core.ids import new_job_id
+from conveyor.core.registry import Registry
+from conveyor.core.settings import Settings
+from conveyor.core.sizes import json_size
+from conveyor.core.states import State
+from conveyor.core.views import JobView, Page
+from conveyor.dispatch.base import Dispatcher
+from conveyor.store import JobStore, NewJob
+from conveyor.store.transactional import caller_connection, on_commit
+
+log = logging.getLogger("conveyor.client")
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """Per-enqueue overrides of a job type's defaults; never part of the payload."""
+
+    queue: str | None = None
+    delay: Duration | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    retries: int | None = None
+    timeout: Duration | None = None
+    idempotency_key: str | None = None
+    connection: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueRequest:
+    type: str
+    payload: Mapping[str, Any] | None
+    options: EnqueueOptions = EnqueueOptions()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Client:
+    def __init__(
+        self, registry: Registry, settings: Settings, jobs: JobStore, dispatcher: Dispatcher
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.jobs = jobs
+        self.dispatcher = dispatcher
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    def enqueue_many(
+        self, requests: Sequence[EnqueueRequest], *, connection: Any = None
+    ) -> list[tuple[str, bool]]:
+        """Validate all, insert all in one transaction, dispatch in one round trip.
+
+        Returns (job id, created) per request; nothing is written when any request is bad.
+        """
+        now = utcnow()
+        new_jobs = [self._new_job(r, now) for r in requests]
+        conn = connection
+        if conn is None:
+            conn = next((r.options.connection for r in requests if r.options.connection), None)
+        if conn is None:
+            inserted = self.jobs.insert(new_jobs)
+        else:
+            inserted = self.jobs.insert(new_jobs, caller_connection(conn))
+        ready = [(i.queue, i.id) for i in inserted if i.created and i.state is State.QUEUED]
+        if ready:
+            if conn is None:
+                self._dispatch(ready)
+            else:
+                on_commit(conn, lambda: self._dispatch(ready))
+        return [(i.id, i.created) for i in inserted]
+
+    def _new_job(self, request: EnqueueRequest, now: datetime) -> NewJob:
+        job_type = self.registry.get(request.type)
+        payload = job_type.validate(request.payload)
+        size = json_size(payload)
+        if size > self.settings.max_payload_bytes:
+            raise PayloadTooLarge("payload", size, self.settings.max_payload_bytes)
+        opts = request.options
+        run_at = _run_at(opts, now)
+        max_attempts = job_type.policy.max_attempts
+        if opts.retries is not None:
+            max_attempts = _positive(opts.retries, "retries", minimum=0) + 1
+        if opts.max_attempts is not None:
+            max_attempts = _positive(opts.max_attempts, "max_attempts", minimum=1)
+        timeout_s = job_type.timeout_s
+        if opts.timeout is not None:
+            timeout_s = parse_duration(opts.timeout, name="timeout") or None
+        key = opts.idempotency_key
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= 255):
+            raise ConveyorError("idempotency_key must be a string of 1 to 255 characters")
+        queue = opts.queue or job_type.queue
+        if not isinstance(queue, str) or not queue or len(queue) > 200:
+            raise ConveyorError("queue must be a name of 1 to 200 characters")
+        return NewJob(
+            id=new_job_id(),
+            type=job_type.name,
+            queue=queue,
+            payload=payload,
+            state=State.SCHEDULED if run_at and run_at > now else State.QUEUED,
+            max_attempts=max_attempts,
+            created_at=now,
+            scheduled_at=run_at,
+            timeout_s=timeout_s,
+            idempotency_key=key,
+            payload_hash=_payload_hash(job_type.name, payload, queue) if key else None,
+        )
+
+    def _dispatch(self, ready: list[tuple[str, str]]) -> None:
+        try:
+            self.dispatcher.push(ready)
+        except Exception as exc:  # the job is durable; the reconciler dispatches it later
+            log.warning("dispatch of %d job(s) failed, they stay queued: %s", len(ready), exc)
+
+    # -- read -------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobView:
+        return self.jobs.get(job_id)
+
+    def list(self, **filters: Any) -> Page:
+        if filters.get("state") is not None:
+            filters["state"] = State(filters["state"])
+        return self.jobs.list(**filters)
+
+    def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.05) -> JobView:
+        """Block until the job is terminal; raises WaitTimeout after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll_s
+        while True:
+            view = self.jobs.get(job_id, with_attempts=False)
+            if view.terminal:
+                return self.jobs.get(job_id)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"job {job_id} is still {view.state.value} after {timeout} s", job_id=job_id
+                )
+            pause = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+            delay = min(delay * 1.5, 0.5)
+
+    # -- change -----------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> JobView:
+        view, _changed = self.jobs.cancel(job_id, utcnow())
+        return view
+
+    def retry(self, job_id: str) -> JobView:
+        view = self.jobs.retry(job_id, utcnow())
+        self._dispatch([(view.queue, view.id)])
+        return view
+
+
+def _run_at(opts: EnqueueOptions, now: datetime) -> datetime | None:
+    if opts.run_at is not None and opts.delay is not None:
+        raise ConveyorError("give delay or run_at, not both")
+    if opts.delay is not None:
+        seconds = parse_duration(opts.delay, name="delay")
+        return now + timedelta(seconds=seconds) if seconds > 0 else None
+    if opts.run_at is not None:
+        if not isinstance(opts.run_at, datetime):
+            raise ConveyorError("run_at must be a datetime")
+        if opts.run_at.tzinfo is None:
+            raise ConveyorError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+        return opts.run_at.astimezone(UTC)
+    return None
+
+
+def _positive(value: Any, name: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConveyorError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def _payload_hash(job_type: str, payload: Mapping[str, Any], queue: str) -> str:
+    canonical = json.dumps(
+        {"type": job_type, "queue": queue, "payload": payload},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

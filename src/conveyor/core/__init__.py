@@ -1,0 +1,1 @@
+"""Conveyor's core: job types, states, retry policy, settings and errors. No I/O."""

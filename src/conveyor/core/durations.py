@@ -1,0 +1,48 @@
+"""Durations as seconds or strings such as '90s', '15m', '2h', '1d', '1h30m'."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from conveyor.core.errors import InvalidDuration
+
+Duration = int | float | str | timedelta
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(value: Duration, *, name: str = "duration") -> float:
+    """Seconds in ``value``; raises InvalidDuration naming ``name`` when it is not a duration."""
+    if isinstance(value, bool):
+        raise InvalidDuration(f"{name}: {value!r} is not a duration")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_text(value.strip().lower(), name)
+    else:
+        raise InvalidDuration(f"{name}: {value!r} is not a duration")
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise InvalidDuration(f"{name}: {value!r} must be a finite, non-negative duration")
+    return seconds
+
+
+def _parse_text(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos == 0 or pos != len(text):
+        raise InvalidDuration(
+            f"{name}: {text!r} is not a duration; use seconds or e.g. '90s', '15m', '2h', '1d'"
+        )
+    return total

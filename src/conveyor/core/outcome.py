@@ -1,0 +1,108 @@
+"""What happens to a job after an attempt ends: a pure decision the worker only applies."""
+
+from __future__ import annotations
+
+import random
+import traceback as tb
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from conveyor.core.errors import Permanent
+from conveyor.core.retry import RetryPolicy
+from conveyor.core.states import State
+
+TRACEBACK_LIMIT_BYTES = 16 * 1024
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt ended, as recorded in its attempt row."""
+
+    COMPLETED = "completed"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    CANCELED = "canceled"
+    WORKER_LOST = "worker_lost"
+    SHUTDOWN = "shutdown"
+    CRASHED = "crashed"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        text = "".join(tb.format_exception(exc))
+        return cls(type(exc).__name__, str(exc), cap_traceback(text))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+def cap_traceback(text: str, limit: int = TRACEBACK_LIMIT_BYTES) -> str:
+    """Keep the end of a traceback (where the error is) within ``limit`` bytes of UTF-8."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    marker = "...(truncated)...\n"
+    tail = data[-(limit - len(marker)) :].decode("utf-8", "ignore")
+    return marker + tail
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What the worker saw of one attempt."""
+
+    outcome: AttemptOutcome
+    result: Any = None
+    error: ErrorInfo | None = None
+    exception: BaseException | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The job's next state after an attempt, and when it runs again if it does."""
+
+    state: State
+    run_at: datetime | None = None
+    result: Any = None
+    error: ErrorInfo | None = None
+    charges_attempt: bool = True
+
+
+def decide(
+    attempt: Attempt,
+    *,
+    policy: RetryPolicy,
+    attempt_number: int,
+    now: datetime,
+    rng: random.Random | None = None,
+) -> Decision:
+    """Turn an ended attempt into the job's next state.
+
+    ``attempt_number`` is the 1-based count of attempts charged so far, this one included.
+    """
+    outcome = attempt.outcome
+    if outcome is AttemptOutcome.COMPLETED:
+        return Decision(State.COMPLETED, result=attempt.result)
+    if outcome is AttemptOutcome.CANCELED:
+        return Decision(State.CANCELED, error=attempt.error)
+    if outcome is AttemptOutcome.SHUTDOWN:
+        return Decision(State.QUEUED, error=attempt.error, charges_attempt=False)
+    if not _retryable(attempt, policy) or attempt_number >= policy.max_attempts:
+        return Decision(State.FAILED, error=attempt.error)
+    delay_s = policy.backoff_s(attempt_number, rng)
+    return Decision(State.RETRYING, run_at=now + timedelta(seconds=delay_s), error=attempt.error)
+
+
+def _retryable(attempt: Attempt, policy: RetryPolicy) -> bool:
+    exc = attempt.exception
+    if exc is None:
+        return True  # timeouts, lost workers and crashes are retried by policy
+    if isinstance(exc, Permanent):
+        return False
+    return policy.retries(exc)

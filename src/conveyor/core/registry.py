@@ -1,0 +1,148 @@
+"""Job types: a name, a handler, and a payload schema derived from the handler's signature."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+
+from conveyor.core.errors import ConfigurationError, InvalidPayload, UnknownJobType
+from conveyor.core.retry import RetryPolicy
+
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobType:
+    """A registered job type: everything a worker needs to run it and a client to enqueue it."""
+
+    name: str
+    handler: Handler
+    queue: str
+    policy: RetryPolicy
+    timeout_s: float | None
+    stages: tuple[str, ...]
+    payload_model: type[pydantic.BaseModel]
+    takes_context: bool
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.handler))
+
+    def validate(self, payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The payload normalised to JSON types; raises InvalidPayload naming each bad field."""
+        return self.parse(payload).model_dump(mode="json", by_alias=True)
+
+    def parse(self, payload: Mapping[str, Any] | None) -> pydantic.BaseModel:
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, Mapping):
+            raise InvalidPayload(
+                self.name,
+                [{"field": "", "message": "the payload must be a JSON object", "type": "type"}],
+            )
+        try:
+            return self.payload_model.model_validate(dict(payload))
+        except pydantic.ValidationError as exc:
+            raise InvalidPayload(self.name, payload_errors(exc)) from None
+
+    def arguments(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments for the handler, typed by its annotations."""
+        model = self.parse(payload)
+        return {
+            info.alias or name: getattr(model, name)
+            for name, info in type(model).model_fields.items()
+        }
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.payload_model.model_json_schema()
+
+
+def payload_errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors(include_url=False)
+    ]
+
+
+def payload_model_for(name: str, handler: Handler) -> tuple[type[pydantic.BaseModel], bool]:
+    """A pydantic model of the handler's parameters (the leading ``ctx`` excluded)."""
+    signature = inspect.signature(handler)
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception as exc:  # unresolvable forward references
+        raise ConfigurationError(f"job {name!r}: cannot resolve annotations: {exc}") from exc
+    params = list(signature.parameters.values())
+    takes_context = bool(params) and _is_context(params[0], hints)
+    if takes_context:
+        params = params[1:]
+    fields: dict[str, Any] = {}
+    for param in params:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise ConfigurationError(
+                f"job {name!r}: parameter {param.name!r} must be a plain or keyword-only "
+                "parameter; payloads are passed by name"
+            )
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        if _shadows_model_attribute(param.name):
+            # e.g. ``schema``: keep the payload key, store the field under a safe name
+            info = pydantic.Field(default, alias=param.name)
+            fields[f"field_{param.name}"] = (annotation, info)
+        else:
+            fields[param.name] = (annotation, default)
+    model_name = "".join(part.title() for part in name.replace(".", "_").split("_")) + "Payload"
+    config = pydantic.ConfigDict(extra="forbid", populate_by_name=False)
+    model = pydantic.create_model(  # type: ignore[call-overload]
+        model_name, __config__=config, **fields
+    )
+    return model, takes_context
+
+
+def _shadows_model_attribute(name: str) -> bool:
+    return name.startswith(("model_", "_")) or hasattr(pydantic.BaseModel, name)
+
+
+def _is_context(param: inspect.Parameter, hints: Mapping[str, Any]) -> bool:
+    annotation = hints.get(param.name)
+    if annotation is not None and getattr(annotation, "__name__", "") == "Context":
+        return True
+    return param.name in ("ctx", "context") and annotation is None
+
+
+class Registry:
+    """Job types by name."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def add(self, job_type: JobType) -> None:
+        if job_type.name in self._types:
+            raise ConfigurationError(f"job type {job_type.name!r} is registered twice")
+        self._types[job_type.name] = job_type
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            raise UnknownJobType(name, list(self._types)) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self) -> Iterator[JobType]:
+        return iter(self._types.values())
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)

@@ -1,0 +1,98 @@
+"""Settings from ``CONVEYOR_*`` environment variables, typed and validated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from conveyor.core.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Every knob Conveyor reads; each maps to ``CONVEYOR_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./conveyor.db",
+        description="SQLAlchemy URL of the database; postgresql:// picks psycopg 3.",
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL for dispatch; unset means dispatch through the database."
+    )
+    redis_prefix: str = Field("conveyor", description="Prefix of every Redis key.")
+    lease_seconds: float = Field(30.0, gt=0, description="How long a claim holds a job.")
+    heartbeat_seconds: float = Field(10.0, gt=0, description="How often a worker renews leases.")
+    reconcile_seconds: float = Field(
+        5.0, gt=0, description="How often a worker promotes due jobs and recovers lost ones."
+    )
+    poll_seconds: float = Field(
+        0.05, gt=0, description="Idle poll interval of database dispatch (SQLite, no Redis)."
+    )
+    concurrency: int = Field(10, ge=1, description="Jobs in flight per worker process.")
+    queues: str = Field(
+        "default", description="Queues a worker serves with weights: 'critical=6,default=3,low=1'."
+    )
+    grace_seconds: float = Field(
+        30.0, ge=0, description="How long a stopping worker lets running jobs finish."
+    )
+    max_payload_bytes: int = Field(1024 * 1024, gt=0, description="Largest JSON payload.")
+    max_result_bytes: int = Field(1024 * 1024, gt=0, description="Largest JSON result.")
+    progress_flush_seconds: float = Field(
+        0.25, gt=0, description="How often coalesced progress updates are written."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("must be a URL such as postgresql://host/db or sqlite:///./file.db")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _blank_redis_is_none(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with ``overrides`` on top; errors name the variable."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CONVEYOR_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+def parse_queues(spec: str) -> dict[str, int]:
+    """'critical=6,default=3,low=1' -> {'critical': 6, ...}; a bare name weighs 1."""
+    weights: dict[str, int] = {}
+    for raw in spec.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        name, _, weight_text = part.partition("=")
+        name = name.strip()
+        if not name:
+            raise ConfigurationError(f"queue spec {spec!r}: empty queue name")
+        try:
+            weight = int(weight_text) if weight_text else 1
+        except ValueError:
+            raise ConfigurationError(
+                f"queue spec {spec!r}: weight of {name!r} must be a whole number"
+            ) from None
+        if weight < 1:
+            raise ConfigurationError(f"queue spec {spec!r}: weight of {name!r} must be >= 1")
+        weights[name] = weight
+    if not weights:
+        raise ConfigurationError("queue spec is empty; name at least one queue")
+    return weights

@@ -1,0 +1,50 @@
+"""The dispatch port. Adapters move (queue, job id) pairs; the store decides what they mean."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    queue: str
+    job_id: str
+    token: str  # adapter-specific handle used to acknowledge the delivery
+
+
+class Dispatcher(Protocol):
+    """Hands job ids to workers. Losing one is allowed: the reconciler re-dispatches."""
+
+    #: False when workers must claim straight from the database instead of calling fetch().
+    delivers: bool
+
+    def push(self, items: Sequence[tuple[str, str]]) -> None:
+        """Make (queue, job id) pairs available to workers, in one round trip."""
+
+    def fetch(self, counts: Mapping[str, int], block_s: float) -> list[Delivery]:
+        """Up to ``counts[queue]`` deliveries per queue; waits up to ``block_s`` when idle."""
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Forget deliveries whose jobs were claimed in the database (or found stale)."""
+
+    def close(self) -> None: ...
+
+
+class NullDispatcher:
+    """Database dispatch: workers claim from the database, so pushing is a no-op."""
+
+    delivers = False
+
+    def push(self, items: Sequence[tuple[str, str]]) -> None:
+        return None
+
+    def fetch(self, counts: Mapping[str, int], block_s: float) -> list[Delivery]:
+        raise NotImplementedError("database dispatch has no fetch; claim from the store")
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,116 @@
+"""Redis Streams dispatch: one stream per queue, one consumer group, batched reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import redis
+
+from conveyor.dispatch import keys
+from conveyor.dispatch.base import Delivery
+
+
+class RedisDispatcher:
+    delivers = True
+
+    def __init__(self, url: str, *, prefix: str = "conveyor", consumer: str = "client") -> None:
+        self.client: redis.Redis = redis.Redis.from_url(
+            url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30
+        )
+        self.prefix = prefix
+        self.consumer = consumer
+        self._groups: set[str] = set()
+
+    def push(self, items: Sequence[tuple[str, str]]) -> None:
+        if not items:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for queue, job_id in items:
+            pipe.xadd(keys.queue_stream(self.prefix, queue), {"id": job_id})
+        pipe.execute()
+
+    def fetch(self, counts: Mapping[str, int], block_s: float) -> list[Delivery]:
+        wanted = {q: n for q, n in counts.items() if n > 0}
+        if not wanted:
+            return []
+        self._ensure_groups(wanted)
+        try:
+            deliveries = self._read_each(wanted)
+            if deliveries or block_s <= 0:
+                return deliveries
+            return self._read_blocking(wanted, block_s)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._groups.clear()  # Redis lost its data: the groups must be made again
+            return []
+
+    def _read_each(self, wanted: Mapping[str, int]) -> list[Delivery]:
+        pipe = self.client.pipeline(transaction=False)
+        for queue, count in wanted.items():
+            pipe.xreadgroup(
+                keys.GROUP, self.consumer, {keys.queue_stream(self.prefix, queue): ">"}, count=count
+            )
+        deliveries: list[Delivery] = []
+        for queue, reply in zip(wanted, pipe.execute(), strict=True):
+            deliveries += _deliveries(queue, reply)
+        return deliveries
+
+    def _read_blocking(self, wanted: Mapping[str, int], block_s: float) -> list[Delivery]:
+        streams = {keys.queue_stream(self.prefix, q): ">" for q in wanted}
+        reply = self.client.xreadgroup(
+            keys.GROUP,
+            self.consumer,
+            streams,
+            count=min(wanted.values()),
+            block=int(block_s * 1000),
+        )
+        by_stream = {keys.queue_stream(self.prefix, q): q for q in wanted}
+        deliveries: list[Delivery] = []
+        for stream, entries in reply or []:
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            deliveries += _deliveries(by_stream[name], [(stream, entries)])
+        return deliveries
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        by_queue: dict[str, list[str]] = {}
+        for d in deliveries:
+            by_queue.setdefault(d.queue, []).append(d.token)
+        pipe = self.client.pipeline(transaction=False)
+        for queue, tokens in by_queue.items():
+            stream = keys.queue_stream(self.prefix, queue)
+            pipe.xack(stream, keys.GROUP, *tokens)
+            pipe.xdel(stream, *tokens)
+        pipe.execute()
+
+    def _ensure_groups(self, queues: Mapping[str, int]) -> None:
+        for queue in queues:
+            if queue in self._groups:
+                continue
+            try:
+                self.client.xgroup_create(
+                    keys.queue_stream(self.prefix, queue), keys.GROUP, id="0", mkstream=True
+                )
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._groups.add(queue)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _deliveries(queue: str, reply: object) -> list[Delivery]:
+    out: list[Delivery] = []
+    for _stream, entries in reply or []:  # type: ignore[attr-defined]
+        for entry_id, fields in entries:
+            job_id = fields.get(b"id") or fields.get("id")
+            token = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            if job_id is None:
+                continue
+            out.append(
+                Delivery(queue, job_id.decode() if isinstance(job_id, bytes) else job_id, token)
+            )
+    return out

@@ -1,0 +1,20 @@
+"""The store: the only package that speaks SQL. PostgreSQL (or SQLite) holds the truth."""
+
+from conveyor.store.engine import make_engine
+from conveyor.store.jobs import JobStore
+from conveyor.store.records import ClaimedJob, ExpiredRun, Finish, Inserted, NewJob, ProgressUpdate
+from conveyor.store.runs import RunStore
+from conveyor.store.workers import WorkerStore
+
+__all__ = [
+    "ClaimedJob",
+    "ExpiredRun",
+    "Finish",
+    "Inserted",
+    "JobStore",
+    "NewJob",
+    "ProgressUpdate",
+    "RunStore",
+    "WorkerStore",
+    "make_engine",
+]

@@ -1,0 +1,69 @@
+"""Engines for PostgreSQL (psycopg 3) and SQLite (WAL, BEGIN IMMEDIATE)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from conveyor.core.errors import ConfigurationError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str) -> str:
+    """Pick the driver for the user: plain postgresql:// URLs use psycopg 3."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    url = normalize_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigurationError(f"CONVEYOR_DATABASE_URL: cannot parse {url!r}: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(url)
+    if backend != "postgresql":
+        raise ConfigurationError(
+            f"CONVEYOR_DATABASE_URL: {backend!r} is not supported; use postgresql:// or sqlite://"
+        )
+    connect_args: dict[str, Any] = {"connect_timeout": 5}
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        connect_args=connect_args,
+    )
+
+
+def _sqlite_engine(url: str) -> Engine:
+    # A fresh connection per checkout keeps SQLite files free of cross-thread surprises;
+    # opening one costs microseconds.
+    engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Every transaction takes the write lock up front: read-then-write transactions
+        # cannot lose updates, and busy_timeout applies instead of SQLITE_BUSY mid-way.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

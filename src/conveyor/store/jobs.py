@@ -1,0 +1,251 @@
+"""Jobs as the outside world changes them: insert (idempotent), read, list, cancel, retry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, Select, and_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from conveyor.core.errors import IdempotencyConflict, IllegalTransition, JobNotFound
+from conveyor.core.states import CANCELABLE, RETRYABLE, State
+from conveyor.core.views import AttemptView, JobView, Page
+from conveyor.store.records import Inserted, NewJob
+from conveyor.store.tables import attempts, jobs
+
+MAX_PAGE = 1000
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    # -- insert -----------------------------------------------------------------------------
+
+    def insert(self, new_jobs: Sequence[NewJob], conn: Connection | None = None) -> list[Inserted]:
+        """Insert jobs in one transaction (the caller's, when ``conn`` is given)."""
+        if conn is not None:
+            return self._insert(conn, new_jobs)
+        with self.engine.begin() as own:
+            return self._insert(own, new_jobs)
+
+    def _insert(self, conn: Connection, new_jobs: Sequence[NewJob]) -> list[Inserted]:
+        plain = [_row(job) for job in new_jobs if job.idempotency_key is None]
+        if plain:
+            conn.execute(jobs.insert(), plain)
+        results: list[Inserted] = []
+        for job in new_jobs:
+            if job.idempotency_key is None:
+                results.append(Inserted(job.id, job.queue, job.state, True))
+            else:
+                results.append(self._insert_keyed(conn, job))
+        return results
+
+    def _insert_keyed(self, conn: Connection, job: NewJob) -> Inserted:
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = dialect_insert(jobs).values(_row(job)).on_conflict_do_nothing().returning(jobs.c.id)
+        if conn.execute(stmt).first() is not None:
+            return Inserted(job.id, job.queue, job.state, True)
+        existing = conn.execute(
+            select(jobs.c.id, jobs.c.queue, jobs.c.state, jobs.c.payload_hash).where(
+                jobs.c.idempotency_key == job.idempotency_key
+            )
+        ).first()
+        if existing is None:  # deleted between the two statements: retention raced us
+            raise IdempotencyConflict(job.idempotency_key or "", "(deleted)")
+        if existing.payload_hash != job.payload_hash:
+            raise IdempotencyConflict(job.idempotency_key or "", str(existing.id))
+        return Inserted(str(existing.id), existing.queue, State(existing.state), False)
+
+    # -- read -------------------------------------------------------------------------------
+
+    def get(self, job_id: str, *, with_attempts: bool = True) -> JobView:
+        if not _valid_uuid(job_id):
+            raise JobNotFound(job_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+            if row is None:
+                raise JobNotFound(job_id)
+            history: list[AttemptView] = []
+            if with_attempts:
+                history = [
+                    _attempt_view(a)
+                    for a in conn.execute(
+                        select(attempts)
+                        .where(attempts.c.job_id == job_id)
+                        .order_by(attempts.c.attempt)
+                    )
+                ]
+        return job_view(row, history)
+
+    def list(
+        self,
+        *,
+        state: State | None = None,
+        type: str | None = None,
+        queue: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Newest first, by keyset on the time-ordered id: no scan, no count."""
+        limit = max(1, min(limit, MAX_PAGE))
+        query: Select[Any] = select(jobs).order_by(jobs.c.id.desc()).limit(limit + 1)
+        if state is not None:
+            query = query.where(jobs.c.state == State(state).value)
+        if type is not None:
+            query = query.where(jobs.c.type == type)
+        if queue is not None:
+            query = query.where(jobs.c.queue == queue)
+        if created_after is not None:
+            query = query.where(jobs.c.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(jobs.c.created_at < created_before)
+        if cursor is not None:
+            if not _valid_uuid(cursor):
+                raise ValueError(f"invalid cursor {cursor!r}")
+            query = query.where(jobs.c.id < cursor)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        items = [job_view(row, []) for row in rows[:limit]]
+        next_cursor = items[-1].id if len(rows) > limit else None
+        return Page(items, next_cursor)
+
+    # -- change -----------------------------------------------------------------------------
+
+    def cancel(self, job_id: str, now: datetime) -> tuple[JobView, bool]:
+        """Cancel a job: waiting ones at once, running ones by request to their worker.
+
+        Returns the job and whether this call changed it. Canceling a canceled job is harmless.
+        """
+        with self.engine.begin() as conn:
+            row = self._lock(conn, job_id)
+            state = State(row.state)
+            if state is State.CANCELED:
+                return job_view(row, []), False
+            if state not in CANCELABLE:
+                raise IllegalTransition(job_id, state.value, State.CANCELED.value)
+            if state is State.RUNNING:
+                values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
+            else:
+                values = {
+                    "state": State.CANCELED.value,
+                    "finished_at": now,
+                    "updated_at": now,
+                    "error": {"type": "Canceled", "message": "canceled before it ran"},
+                }
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+            changed = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
+        return job_view(changed, []), True
+
+    def retry(self, job_id: str, now: datetime) -> JobView:
+        """Put a failed or canceled job back to queued with a fresh attempt budget."""
+        with self.engine.begin() as conn:
+            row = self._lock(conn, job_id)
+            state = State(row.state)
+            if state not in RETRYABLE:
+                raise IllegalTransition(job_id, state.value, State.QUEUED.value)
+            conn.execute(
+                update(jobs)
+                .where(and_(jobs.c.id == job_id, jobs.c.state == state.value))
+                .values(
+                    state=State.QUEUED.value,
+                    uncharged=jobs.c.attempt,
+                    result=None,
+                    error=None,
+                    stage=None,
+                    progress=None,
+                    message=None,
+                    cancel_requested=False,
+                    finished_at=None,
+                    scheduled_at=None,
+                    updated_at=now,
+                )
+            )
+            changed = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
+        return job_view(changed, [])
+
+    def _lock(self, conn: Connection, job_id: str) -> Row[Any]:
+        if not _valid_uuid(job_id):
+            raise JobNotFound(job_id)
+        query = select(jobs).where(jobs.c.id == job_id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return row
+
+
+def _valid_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def _row(job: NewJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "type": job.type,
+        "queue": job.queue,
+        "state": job.state.value,
+        "payload": job.payload,
+        "max_attempts": job.max_attempts,
+        "timeout_s": job.timeout_s,
+        "idempotency_key": job.idempotency_key,
+        "payload_hash": job.payload_hash,
+        "created_at": job.created_at,
+        "scheduled_at": job.scheduled_at,
+        "updated_at": job.created_at,
+        "attempt": 0,
+        "uncharged": 0,
+        "cancel_requested": False,
+    }
+
+
+def job_view(row: Row[Any], history: list[AttemptView]) -> JobView:
+    m = row._mapping
+    return JobView(
+        id=str(m["id"]),
+        type=m["type"],
+        queue=m["queue"],
+        state=State(m["state"]),
+        payload=m["payload"],
+        attempt=m["attempt"],
+        max_attempts=m["max_attempts"],
+        created_at=m["created_at"],
+        scheduled_at=m["scheduled_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        stage=m["stage"],
+        progress=m["progress"],
+        message=m["message"],
+        result=m["result"],
+        error=m["error"],
+        idempotency_key=m["idempotency_key"],
+        cancel_requested=bool(m["cancel_requested"]),
+        worker_id=m["worker_id"],
+        timeout_s=m["timeout_s"],
+        attempts=history,
+    )
+
+
+def _attempt_view(row: Row[Any]) -> AttemptView:
+    m = row._mapping
+    return AttemptView(
+        attempt=m["attempt"],
+        worker_id=m["worker_id"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        outcome=m["outcome"],
+        error_type=m["error_type"],
+        error_message=m["error_message"],
+        traceback=m["traceback"],
+    )

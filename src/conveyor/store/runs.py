@@ -1,0 +1,357 @@
+"""Jobs as workers move them: claim, heartbeat, progress, finish, promote, recover.
+
+Every write after a claim is fenced by (job id, attempt) and ``state = 'running'``: a worker
+that lost its lease cannot overwrite what the attempt that replaced it wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from conveyor.core.states import WAITING, State
+from conveyor.store.records import ClaimedJob, ExpiredRun, Finish, ProgressUpdate
+from conveyor.store.tables import attempts, jobs
+
+_CLAIM_COLUMNS = (
+    jobs.c.id,
+    jobs.c.type,
+    jobs.c.queue,
+    jobs.c.payload,
+    jobs.c.attempt,
+    jobs.c.uncharged,
+    jobs.c.max_attempts,
+    jobs.c.timeout_s,
+    jobs.c.started_at,
+    jobs.c.progress,
+    jobs.c.stage,
+)
+_RUNNING = State.RUNNING.value
+
+
+class RunStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    # -- claim ------------------------------------------------------------------------------
+
+    def claim_ids(
+        self, ids: Sequence[str], worker_id: str, now: datetime, lease_s: float
+    ) -> list[ClaimedJob]:
+        """Claim the given queued jobs; ids that are not queued (stale hand-offs) are skipped."""
+        if not ids:
+            return []
+        with self.engine.begin() as conn:
+            return self._claim(conn, jobs.c.id.in_(list(ids)), worker_id, now, lease_s)
+
+    def claim_next(
+        self, counts: Mapping[str, int], worker_id: str, now: datetime, lease_s: float
+    ) -> list[ClaimedJob]:
+        """Claim up to ``counts[queue]`` of the oldest queued jobs of each queue."""
+        claimed: list[ClaimedJob] = []
+        with self.engine.begin() as conn:
+            for queue, count in counts.items():
+                if count <= 0:
+                    continue
+                oldest = (
+                    select(jobs.c.id)
+                    .where(and_(jobs.c.state == State.QUEUED.value, jobs.c.queue == queue))
+                    .order_by(jobs.c.id)
+                    .limit(count)
+                )
+                if self.dialect == "postgresql":
+                    oldest = oldest.with_for_update(skip_locked=True)
+                claimed += self._claim(
+                    conn, jobs.c.id.in_(oldest.scalar_subquery()), worker_id, now, lease_s
+                )
+        return claimed
+
+    def _claim(
+        self, conn: Connection, which: Any, worker_id: str, now: datetime, lease_s: float
+    ) -> list[ClaimedJob]:
+        stmt = (
+            update(jobs)
+            .where(and_(which, jobs.c.state == State.QUEUED.value))
+            .values(
+                state=_RUNNING,
+                attempt=jobs.c.attempt + 1,
+                worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+                started_at=now,
+                updated_at=now,
+                cancel_requested=False,
+            )
+            .returning(*_CLAIM_COLUMNS)
+        )
+        rows = conn.execute(stmt).all()
+        rows.sort(key=lambda r: str(r.id))
+        return [
+            ClaimedJob(
+                id=str(r.id),
+                type=r.type,
+                queue=r.queue,
+                payload=r.payload,
+                attempt=r.attempt,
+                charged=r.attempt - r.uncharged,
+                max_attempts=r.max_attempts,
+                timeout_s=r.timeout_s,
+                started_at=r.started_at,
+                progress=r.progress,
+                stage=r.stage,
+            )
+            for r in rows
+        ]
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of these ids exist at all (a not-yet-committed enqueue does not)."""
+        if not ids:
+            return set()
+        with self.engine.connect() as conn:
+            return {
+                str(i)
+                for i in conn.execute(select(jobs.c.id).where(jobs.c.id.in_(list(ids)))).scalars()
+            }
+
+    # -- while running ----------------------------------------------------------------------
+
+    def renew_leases(
+        self, worker_id: str, runs: Sequence[tuple[str, int]], now: datetime, lease_s: float
+    ) -> int:
+        """Extend the leases of this worker's runs; returns how many it still holds."""
+        if not runs:
+            return 0
+        stmt = (
+            update(jobs)
+            .where(
+                and_(
+                    jobs.c.id == bindparam("b_id"),
+                    jobs.c.attempt == bindparam("b_attempt"),
+                    jobs.c.state == _RUNNING,
+                )
+            )
+            .values(lease_expires_at=now + timedelta(seconds=lease_s))
+        )
+        with self.engine.begin() as conn:
+            result = conn.execute(stmt, [{"b_id": i, "b_attempt": a} for i, a in runs])
+        return int(result.rowcount)
+
+    def cancel_requests(self, runs: Sequence[tuple[str, int]]) -> list[str]:
+        """Ids among these runs that were asked to cancel, or that this attempt no longer owns."""
+        if not runs:
+            return []
+        wanted = dict(runs)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(jobs.c.id, jobs.c.attempt, jobs.c.state, jobs.c.cancel_requested).where(
+                    jobs.c.id.in_(list(wanted))
+                )
+            ).all()
+        return [
+            str(r.id)
+            for r in rows
+            if r.cancel_requested or r.state != _RUNNING or r.attempt != wanted[str(r.id)]
+        ]
+
+    def save_progress(self, updates: Sequence[ProgressUpdate], now: datetime) -> int:
+        if not updates:
+            return 0
+        stmt = (
+            update(jobs)
+            .where(
+                and_(
+                    jobs.c.id == bindparam("b_id"),
+                    jobs.c.attempt == bindparam("b_attempt"),
+                    jobs.c.state == _RUNNING,
+                )
+            )
+            .values(
+                progress=bindparam("b_progress"),
+                stage=bindparam("b_stage"),
+                message=bindparam("b_message"),
+                updated_at=now,
+            )
+        )
+        params = [
+            {
+                "b_id": u.job_id,
+                "b_attempt": u.attempt,
+                "b_progress": u.progress,
+                "b_stage": u.stage,
+                "b_message": u.message,
+            }
+            for u in updates
+        ]
+        with self.engine.begin() as conn:
+            return int(conn.execute(stmt, params).rowcount)
+
+    # -- finish -----------------------------------------------------------------------------
+
+    def finish(self, finishes: Sequence[Finish]) -> int:
+        """Apply ended attempts in one transaction; returns how many passed the fence.
+
+        Attempt rows are written once per (job, attempt): repeating a finish is harmless.
+        """
+        if not finishes:
+            return 0
+        accepted = 0
+        with self.engine.begin() as conn:
+            for group in _groups(finishes):
+                stmt, params = self._finish_statement(group)
+                if group[0].expired_before is None:
+                    accepted += int(conn.execute(stmt, params).rowcount)
+                    self._record_attempts(conn, group)
+                    continue
+                # Recoveries race lease renewals: record an attempt only where the update won.
+                for finish, one in zip(group, params, strict=True):
+                    if conn.execute(stmt, one).rowcount:
+                        accepted += 1
+                        self._record_attempts(conn, [finish])
+        return accepted
+
+    def _finish_statement(self, group: list[Finish]) -> tuple[Any, list[dict[str, Any]]]:
+        fenced = [
+            jobs.c.id == bindparam("b_id"),
+            jobs.c.attempt == bindparam("b_attempt"),
+            jobs.c.state == _RUNNING,
+        ]
+        if group[0].expired_before is not None:
+            fenced.append(jobs.c.lease_expires_at < bindparam("b_expired_before"))
+        values: dict[str, Any] = {
+            "state": bindparam("b_state"),
+            "error": bindparam("b_error"),
+            "worker_id": None,
+            "lease_expires_at": None,
+            "cancel_requested": False,
+            "updated_at": bindparam("b_finished_at"),
+        }
+        state = group[0].state
+        if state is State.COMPLETED:
+            values.update(result=bindparam("b_result"), progress=100.0)
+        if state in (State.COMPLETED, State.FAILED, State.CANCELED):
+            values["finished_at"] = bindparam("b_finished_at")
+        if state is State.RETRYING:
+            values["scheduled_at"] = bindparam("b_run_at")
+        if not group[0].charges_attempt:
+            values["uncharged"] = jobs.c.uncharged + 1
+        stmt = update(jobs).where(and_(*fenced)).values(**values)
+        params = [
+            {
+                "b_id": f.job_id,
+                "b_attempt": f.attempt,
+                "b_state": f.state.value,
+                "b_error": f.error.as_dict() if f.error else None,
+                "b_result": f.result,
+                "b_finished_at": f.finished_at,
+                "b_run_at": f.run_at,
+                "b_expired_before": f.expired_before,
+            }
+            for f in group
+        ]
+        return stmt, params
+
+    def _record_attempts(self, conn: Connection, finishes: Sequence[Finish]) -> None:
+        rows = [
+            {
+                "job_id": f.job_id,
+                "attempt": f.attempt,
+                "worker_id": f.worker_id,
+                "started_at": f.started_at,
+                "finished_at": f.finished_at,
+                "outcome": f.outcome.value,
+                "error_type": f.error.type if f.error else None,
+                "error_message": f.error.message if f.error else None,
+                "traceback": f.error.traceback if f.error else None,
+            }
+            for f in finishes
+        ]
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        conn.execute(dialect_insert(attempts).on_conflict_do_nothing(), rows)
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    def promote_due(self, now: datetime, limit: int = 1000) -> list[tuple[str, str]]:
+        """Scheduled and retrying jobs whose time has come become queued: (id, queue) each."""
+        due = (
+            select(jobs.c.id)
+            .where(
+                and_(
+                    jobs.c.state.in_([s.value for s in WAITING]),
+                    jobs.c.scheduled_at <= now,
+                )
+            )
+            .order_by(jobs.c.scheduled_at)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        stmt = (
+            update(jobs)
+            .where(
+                and_(
+                    jobs.c.id.in_(due.scalar_subquery()),
+                    jobs.c.state.in_([s.value for s in WAITING]),
+                )
+            )
+            .values(state=State.QUEUED.value, updated_at=now)
+            .returning(jobs.c.id, jobs.c.queue)
+        )
+        with self.engine.begin() as conn:
+            return [(str(r.id), r.queue) for r in conn.execute(stmt)]
+
+    def expired_runs(self, now: datetime, limit: int = 500) -> list[ExpiredRun]:
+        """Running jobs whose lease ran out: their worker died, hung or lost the database."""
+        query = (
+            select(
+                jobs.c.id,
+                jobs.c.type,
+                jobs.c.queue,
+                jobs.c.attempt,
+                jobs.c.uncharged,
+                jobs.c.max_attempts,
+                jobs.c.worker_id,
+                jobs.c.started_at,
+            )
+            .where(and_(jobs.c.state == _RUNNING, jobs.c.lease_expires_at < now))
+            .order_by(jobs.c.lease_expires_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            ExpiredRun(
+                id=str(r.id),
+                type=r.type,
+                queue=r.queue,
+                attempt=r.attempt,
+                charged=r.attempt - r.uncharged,
+                max_attempts=r.max_attempts,
+                worker_id=r.worker_id,
+                started_at=r.started_at,
+            )
+            for r in rows
+        ]
+
+    def next_due_at(self) -> datetime | None:
+        """When the earliest scheduled or retrying job is due."""
+        query = (
+            select(jobs.c.scheduled_at)
+            .where(jobs.c.state.in_([s.value for s in WAITING]))
+            .order_by(jobs.c.scheduled_at)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar()
+
+
+def _groups(finishes: Sequence[Finish]) -> list[list[Finish]]:
+    """Finishes that share one statement shape (same target state and fence)."""
+    groups: dict[tuple[State, bool, bool], list[Finish]] = {}
+    for f in finishes:
+        key = (f.state, f.charges_attempt, f.expired_before is not None)
+        groups.setdefault(key, []).append(f)
+    return list(groups.values())

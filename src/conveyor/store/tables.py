@@ -1,0 +1,146 @@
+"""Every table and index, defined once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JsonDoc = JSON().with_variant(JSONB(), "postgresql")
+JobId = Uuid(as_uuid=False)
+
+metadata = MetaData()
+
+jobs = Table(
+    "conveyor_jobs",
+    metadata,
+    Column("id", JobId, primary_key=True),
+    Column("type", String(200), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("payload", JsonDoc, nullable=False),
+    Column("result", JsonDoc, nullable=True),
+    Column("error", JsonDoc, nullable=True),
+    Column("stage", String(200), nullable=True),
+    Column("progress", Float, nullable=True),
+    Column("message", Text, nullable=True),
+    # Attempts started so far; with the id it fences every write of an attempt.
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    # Attempts that do not count against max_attempts (shutdown hand-backs, manual retries).
+    Column("uncharged", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False),
+    Column("timeout_s", Float, nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("payload_hash", String(64), nullable=True),
+    Column("worker_id", String(200), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("scheduled_at", UTCDateTime, nullable=True),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(
+        "conveyor_jobs_claim",
+        "queue",
+        "id",
+        postgresql_where=text("state = 'queued'"),
+        sqlite_where=text("state = 'queued'"),
+    ),
+    Index(
+        "conveyor_jobs_due",
+        "scheduled_at",
+        postgresql_where=text("state IN ('scheduled', 'retrying')"),
+        sqlite_where=text("state IN ('scheduled', 'retrying')"),
+    ),
+    Index(
+        "conveyor_jobs_lease",
+        "lease_expires_at",
+        postgresql_where=text("state = 'running'"),
+        sqlite_where=text("state = 'running'"),
+    ),
+    Index(
+        "conveyor_jobs_idempotency",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index("conveyor_jobs_state", "state", "id"),
+    Index("conveyor_jobs_type", "type", "id"),
+    Index("conveyor_jobs_queue", "queue", "id"),
+)
+
+attempts = Table(
+    "conveyor_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", JobId, ForeignKey("conveyor_jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker_id", String(200), nullable=True),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("outcome", String(32), nullable=False),
+    Column("error_type", String(200), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("traceback", Text, nullable=True),
+    UniqueConstraint("job_id", "attempt", name="conveyor_attempts_job_attempt"),
+)
+
+workers = Table(
+    "conveyor_workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", JsonDoc, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("in_flight", Integer, nullable=False, server_default=text("0")),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),
+    Index("conveyor_workers_heartbeat", "heartbeat_at"),
+)

@@ -1,0 +1,73 @@
+"""Worker rows: who is alive, what they serve, when they last said so."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, select, update
+
+from conveyor.store.tables import workers
+
+
+class WorkerStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def register(
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int,
+        queues: Mapping[str, int],
+        concurrency: int,
+        now: datetime,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(workers).where(workers.c.id == worker_id))
+            conn.execute(
+                workers.insert().values(
+                    id=worker_id,
+                    host=host,
+                    pid=pid,
+                    queues=dict(queues),
+                    concurrency=concurrency,
+                    in_flight=0,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+
+    def beat(self, worker_id: str, in_flight: int, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(workers)
+                .where(workers.c.id == worker_id)
+                .values(heartbeat_at=now, in_flight=in_flight)
+            )
+
+    def stop(self, worker_id: str, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(workers)
+                .where(workers.c.id == worker_id)
+                .values(stopped_at=now, in_flight=0, heartbeat_at=now)
+            )
+
+    def alive(self, since: datetime) -> list[dict[str, Any]]:
+        query = (
+            select(workers)
+            .where(workers.c.heartbeat_at >= since, workers.c.stopped_at.is_(None))
+            .order_by(workers.c.started_at)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def prune(self, before: datetime) -> int:
+        """Forget workers that have not beaten since ``before``."""
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(delete(workers).where(workers.c.heartbeat_at < before)).rowcount
+            )

@@ -1,0 +1,1 @@
+"""The worker runtime: fetch, claim, execute, apply the outcome."""

@@ -1,0 +1,116 @@
+"""What a handler gets as ``ctx``: its job's identity, progress reporting and cancellation."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from conveyor.core.errors import JobCanceled
+
+log = logging.getLogger("conveyor.job")
+
+
+class _Done:
+    """An already-finished awaitable: ``ctx`` calls work with and without ``await``."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())
+
+
+_DONE = _Done()
+
+
+class Progress:
+    """A job's latest progress, written by the handler and flushed in batches by the worker."""
+
+    __slots__ = ("progress", "stage", "message", "dirty")
+
+    def __init__(self, progress: float | None, stage: str | None) -> None:
+        self.progress = progress
+        self.stage = stage
+        self.message: str | None = None
+        self.dirty = False
+
+
+class Context:
+    """Passed to every handler as its first argument."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        job_type: str,
+        queue: str,
+        attempt: int,
+        stages: Sequence[str],
+        progress: Progress,
+        on_dirty: Any = None,
+    ) -> None:
+        self.job_id = job_id
+        self.job_type = job_type
+        self.queue = queue
+        self.attempt = attempt
+        self.stages = tuple(stages)
+        self._progress = progress
+        self._on_dirty = on_dirty
+        self._cancelled = threading.Event()
+        self.cancel_reason: str | None = None
+        self.logger = logging.LoggerAdapter(log, {"job_id": job_id, "attempt": attempt})
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the job was canceled, timed out or its worker is shutting down."""
+        return self._cancelled.is_set()
+
+    def _cancel(self, reason: str) -> None:
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        self._cancelled.set()
+
+    def check(self) -> _Done:
+        """Raise JobCanceled if the job should stop; a cheap call for long loops."""
+        if self._cancelled.is_set():
+            raise JobCanceled(self.cancel_reason or "canceled")
+        return _DONE
+
+    def progress(
+        self, pct: float | None = None, *, stage: str | None = None, message: str | None = None
+    ) -> _Done:
+        """Report progress (0-100, never going back within an attempt), stage and message."""
+        self.check()
+        state = self._progress
+        if stage is not None:
+            self._set_stage(stage)
+        if pct is not None:
+            if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
+                raise ValueError(f"progress must be a number from 0 to 100, got {pct!r}")
+            state.progress = max(float(pct), state.progress or 0.0)
+        if message is not None:
+            state.message = str(message)
+        self._mark()
+        return _DONE
+
+    def stage(self, name: str, *, message: str | None = None) -> _Done:
+        """Enter a named stage; with a declared stage list, progress follows from it."""
+        return self.progress(stage=name, message=message)
+
+    def _set_stage(self, name: str) -> None:
+        state = self._progress
+        if self.stages:
+            if name not in self.stages:
+                raise ValueError(
+                    f"unknown stage {name!r} for job type {self.job_type!r}; "
+                    f"declared stages: {', '.join(self.stages)}"
+                )
+            derived = 100.0 * self.stages.index(name) / len(self.stages)
+            state.progress = max(derived, state.progress or 0.0)
+        state.stage = name
+
+    def _mark(self) -> None:
+        self._progress.dirty = True
+        if self._on_dirty is not None:
+            self._on_dirty(self.job_id)

@@ -1,0 +1,105 @@
+"""Duties every worker shares: promote due jobs and recover runs whose worker died.
+
+Each step is a small fenced transaction, so any number of workers may run them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
+from conveyor.core.registry import Registry
+from conveyor.core.retry import RetryPolicy
+from conveyor.core.settings import Settings
+from conveyor.dispatch.base import Dispatcher
+from conveyor.store import Finish, RunStore
+
+log = logging.getLogger("conveyor.maintenance")
+
+PROMOTE_EVERY_S = 0.25
+
+IO = Callable[..., Awaitable[Any]]
+
+
+class Maintenance:
+    def __init__(
+        self,
+        runs: RunStore,
+        dispatcher: Dispatcher,
+        registry: Registry,
+        settings: Settings,
+        io: IO,
+    ) -> None:
+        self.runs = runs
+        self.dispatcher = dispatcher
+        self.registry = registry
+        self.settings = settings
+        self.io = io
+        self._last_recovery = 0.0
+
+    async def loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.io(self.promote_due, datetime.now(UTC))
+                if time.monotonic() - self._last_recovery >= self.settings.reconcile_seconds:
+                    self._last_recovery = time.monotonic()
+                    await self.io(self.recover_expired, datetime.now(UTC))
+            except Exception as exc:
+                log.warning("maintenance step failed: %s", exc)
+            await asyncio.sleep(min(PROMOTE_EVERY_S, self.settings.reconcile_seconds))
+
+    def promote_due(self, now: datetime) -> int:
+        """Scheduled and retrying jobs that are due become queued and are dispatched."""
+        promoted = self.runs.promote_due(now)
+        if promoted:
+            self._push([(queue, job_id) for job_id, queue in promoted])
+        return len(promoted)
+
+    def recover_expired(self, now: datetime) -> int:
+        """Runs whose lease expired end as ``worker_lost``; retried or failed by policy."""
+        expired = self.runs.expired_runs(now)
+        if not expired:
+            return 0
+        finishes = []
+        for run in expired:
+            policy = self._policy(run.type, run.max_attempts)
+            attempt = Attempt(
+                AttemptOutcome.WORKER_LOST,
+                error=ErrorInfo("WorkerLost", f"worker {run.worker_id} stopped renewing its lease"),
+            )
+            decision = decide(attempt, policy=policy, attempt_number=run.charged, now=now)
+            finishes.append(
+                Finish(
+                    job_id=run.id,
+                    attempt=run.attempt,
+                    state=decision.state,
+                    outcome=AttemptOutcome.WORKER_LOST,
+                    worker_id=run.worker_id,
+                    started_at=run.started_at,
+                    finished_at=now,
+                    error=decision.error,
+                    run_at=decision.run_at,
+                    expired_before=now,
+                )
+            )
+        recovered = self.runs.finish(finishes)
+        if recovered:
+            log.warning("recovered %d job(s) from lost workers", recovered)
+        return recovered
+
+    def _policy(self, job_type: str, max_attempts: int) -> RetryPolicy:
+        if job_type in self.registry:
+            base = self.registry.get(job_type).policy
+            return RetryPolicy(max_attempts, base.base_s, base.cap_s)
+        return RetryPolicy(max_attempts=max_attempts)
+
+    def _push(self, items: list[tuple[str, str]]) -> None:
+        try:
+            self.dispatcher.push(items)
+        except Exception as exc:
+            log.warning("dispatch of %d promoted job(s) failed: %s", len(items), exc)

@@ -1,0 +1,123 @@
+"""Where a worker's next jobs come from: Redis deliveries claimed in the database, or the
+database alone. Both run in the worker's I/O threads and return claimed jobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from conveyor.core.shares import Shares
+from conveyor.dispatch.base import Delivery, Dispatcher
+from conveyor.store import ClaimedJob, RunStore
+
+#: How long an id delivered before its enqueue committed is retried before it is dropped.
+UNSEEN_GRACE_S = 10.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DatabaseSource:
+    """Claims straight from the jobs table (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+
+    def __init__(self, runs: RunStore, worker_id: str, lease_s: float) -> None:
+        self.runs = runs
+        self.worker_id = worker_id
+        self.lease_s = lease_s
+
+    def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
+        claimed = self.runs.claim_next(shares.allocate(free), self.worker_id, _now(), self.lease_s)
+        for queue in shares.fallback_order():
+            if len(claimed) >= free:
+                break
+            claimed += self.runs.claim_next(
+                {queue: free - len(claimed)}, self.worker_id, _now(), self.lease_s
+            )
+        if not claimed and block_s > 0:
+            time.sleep(block_s)
+        return claimed
+
+    def release(self) -> None:
+        return None
+
+
+class RedisSource:
+    """Reads job ids from Redis streams, claims them in the database, then acknowledges."""
+
+    def __init__(
+        self,
+        runs: RunStore,
+        dispatcher: Dispatcher,
+        worker_id: str,
+        lease_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runs = runs
+        self.dispatcher = dispatcher
+        self.worker_id = worker_id
+        self.lease_s = lease_s
+        self.clock = clock
+        self._spare: list[Delivery] = []  # fetched beyond free slots, not yet claimed
+        self._unseen: dict[str, tuple[Delivery, float]] = {}  # id -> (delivery, first seen)
+
+    def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
+        deliveries = self._take_spare(free) + self._due_unseen(free)
+        need = free - len(deliveries)
+        if need > 0:
+            deliveries += self._fetch(shares, need, block_s if not deliveries else 0)
+        if len(deliveries) > free:
+            self._spare += deliveries[free:]
+            deliveries = deliveries[:free]
+        if not deliveries:
+            return []
+        by_id = {d.job_id: d for d in deliveries}
+        claimed = self.runs.claim_ids(list(by_id), self.worker_id, _now(), self.lease_s)
+        done = [by_id[j.id] for j in claimed]
+        missing = [d for d in deliveries if d.job_id not in {j.id for j in claimed}]
+        if missing:
+            done += self._sort_missing(missing)
+        self.dispatcher.ack(done)
+        if not claimed and self._unseen:
+            time.sleep(0.05)  # only not-yet-committed ids: do not spin on them
+        return claimed
+
+    def _fetch(self, shares: Shares, need: int, block_s: float) -> list[Delivery]:
+        got = self.dispatcher.fetch(shares.allocate(need), 0)
+        for queue in shares.fallback_order():
+            if len(got) >= need:
+                break
+            got += self.dispatcher.fetch({queue: need - len(got)}, 0)
+        if not got and block_s > 0:
+            got = self.dispatcher.fetch({q: need for q in shares.weights}, block_s)
+        return got
+
+    def _take_spare(self, free: int) -> list[Delivery]:
+        taken, self._spare = self._spare[:free], self._spare[free:]
+        return taken
+
+    def _due_unseen(self, free: int) -> list[Delivery]:
+        return [d for d, _ in list(self._unseen.values())[:free]]
+
+    def _sort_missing(self, missing: list[Delivery]) -> list[Delivery]:
+        """Deliveries that claimed nothing: stale ones are done; unseen ones wait a little."""
+        exists = self.runs.existing([d.job_id for d in missing])
+        done: list[Delivery] = []
+        now = self.clock()
+        for d in missing:
+            first_seen = self._unseen.get(d.job_id, (d, now))[1]
+            if d.job_id in exists or now - first_seen > UNSEEN_GRACE_S:
+                self._unseen.pop(d.job_id, None)
+                done.append(d)  # claimed elsewhere, canceled, or its enqueue rolled back
+            else:
+                self._unseen[d.job_id] = (d, first_seen)
+        return done
+
+    def release(self) -> None:
+        """Hand fetched-but-unclaimed ids back to Redis before the worker stops."""
+        left = self._spare + [d for d, _ in self._unseen.values()]
+        self._spare, self._unseen = [], {}
+        if left:
+            self.dispatcher.push([(d.queue, d.job_id) for d in left])
+            self.dispatcher.ack(left)
