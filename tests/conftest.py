@@ -128,8 +128,11 @@ class Backend:
         return env
 
     def settings(self, **overrides: Any) -> Settings:
-        values = {k.removeprefix("CONVEYOR_").lower(): v for k, v in self.env().items()
-                  if k.startswith("CONVEYOR_") and k != "CONVEYOR_TEST_MARKS"}
+        values = {
+            k.removeprefix("CONVEYOR_").lower(): v
+            for k, v in self.env().items()
+            if k.startswith("CONVEYOR_") and k != "CONVEYOR_TEST_MARKS"
+        }
         values.update(overrides)
         return Settings(**values)
 

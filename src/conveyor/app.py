@@ -119,8 +119,10 @@ class Conveyor:
         # documented defaults apply (settings may not be loadable at import time).
         policy = RetryPolicy(
             max_attempts=(3 if retries is None else retries) + 1,
-            base_s=parse_duration(backoff_base, name="backoff_base") if backoff_base else 1.0,
-            cap_s=parse_duration(backoff_cap, name="backoff_cap") if backoff_cap else 300.0,
+            base_s=1.0
+            if backoff_base is None
+            else parse_duration(backoff_base, name="backoff_base"),
+            cap_s=300.0 if backoff_cap is None else parse_duration(backoff_cap, name="backoff_cap"),
             retry_on=tuple(retry_on),
             dont_retry_on=tuple(dont_retry_on),
         )

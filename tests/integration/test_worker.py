@@ -46,7 +46,9 @@ def test_retries_back_off_inside_their_jittered_windows(backend: Backend) -> Non
     outcomes = [(a.attempt, a.outcome, a.error_type) for a in view.attempts]
     assert outcomes == [(1, "error", "Flaky"), (2, "error", "Flaky"), (3, "completed", None)]
     # backoff_base=0.2s: windows 0.2 s then 0.4 s, plus at most ~1 s of promotion latency
-    for previous, following, window in zip(view.attempts, view.attempts[1:], (0.2, 0.4)):
+    for previous, following, window in zip(
+        view.attempts[:-1], view.attempts[1:], (0.2, 0.4), strict=True
+    ):
         assert previous.finished_at and following.started_at
         gap = (following.started_at - previous.finished_at).total_seconds()
         assert 0 <= gap <= window + 1.0, (gap, window)

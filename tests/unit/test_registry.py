@@ -106,13 +106,6 @@ class Opaque:
     """A type pydantic cannot build a schema for."""
 
 
-@pytest.mark.xfail(
-    reason="BUG: an annotation pydantic cannot handle (e.g. an arbitrary class, or Context "
-    "on a parameter other than the first) leaks PydanticSchemaGenerationError at "
-    "registration instead of a ConfigurationError naming the job and parameter",
-    strict=True,
-    raises=pydantic.errors.PydanticSchemaGenerationError,
-)
 @pytest.mark.parametrize("kind", ["opaque", "late_ctx"])
 def test_unsupported_annotation_is_configuration_error(app: Conveyor, kind: str) -> None:
     def opaque(a: int, thing: Opaque) -> None: ...
@@ -281,12 +274,6 @@ def test_parameter_named_schema(app: Conveyor) -> None:
     assert migrate(None, **jt.arguments({"schema": "s"})) == "s"  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    reason="BUG: 'schema' is stored as field 'field_schema', so a real parameter named "
-    "'field_schema' overwrites it and the 'schema' payload key is lost",
-    strict=True,
-    raises=InvalidPayload,
-)
 def test_schema_and_field_schema_parameters_coexist(app: Conveyor) -> None:
     @app.job
     def job(schema: str, field_schema: int) -> None: ...
@@ -501,12 +488,6 @@ def test_retries_zero_means_one_attempt(app: Conveyor) -> None:
     assert handler.job_type.policy.max_attempts == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: app.py tests `if backoff_base` (truthiness), so backoff_base=0 silently "
-    "becomes 1.0 s while '0s' gives 0.0 (same for backoff_cap=0 -> 300 s)",
-    strict=True,
-    raises=AssertionError,
-)
 def test_zero_backoff_base_is_respected(app: Conveyor) -> None:
     @app.job(backoff_base=0)
     def handler() -> None: ...

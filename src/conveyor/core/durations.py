@@ -20,7 +20,10 @@ def parse_duration(value: Duration, *, name: str = "duration") -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise InvalidDuration(f"{name}: {value!r} is too large") from None
     elif isinstance(value, str):
         seconds = _parse_text(value.strip().lower(), name)
     else:

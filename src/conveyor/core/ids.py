@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 
+_lock = threading.Lock()
+_last_ms = 0
+_seq = 0
+
 
 def new_job_id(now_ns: int | None = None) -> str:
-    """A UUIDv7 string: 48 bits of Unix milliseconds, then 74 random bits."""
-    ms = (now_ns if now_ns is not None else time.time_ns()) // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    """A UUIDv7 string: 48 bits of Unix milliseconds, a 12-bit sequence, 62 random bits.
+
+    Within one process ids are strictly increasing, even inside one millisecond.
+    """
+    global _last_ms, _seq
+    if now_ns is not None:  # an explicit time: exactly that millisecond, random sequence
+        return _format(now_ns // 1_000_000, int.from_bytes(os.urandom(2), "big") & 0xFFF)
+    ms = time.time_ns() // 1_000_000
+    with _lock:
+        if ms > _last_ms:
+            _last_ms, _seq = ms, int.from_bytes(os.urandom(2), "big") & 0x3FF
+        else:  # same millisecond (or the clock stepped back): count on
+            _seq += 1
+            if _seq > 0xFFF:
+                _last_ms, _seq = _last_ms + 1, 0
+        ms, seq = _last_ms, _seq
+    return _format(ms, seq)
+
+
+def _format(ms: int, seq: int) -> str:
+    rand = int.from_bytes(os.urandom(8), "big")
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
-    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a
+    value |= seq << 64  # rand_a used as a monotonic sequence
     value |= 0b10 << 62  # variant
     value |= rand & ((1 << 62) - 1)  # rand_b
     return str(uuid.UUID(int=value))

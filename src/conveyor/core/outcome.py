@@ -49,8 +49,10 @@ def cap_traceback(text: str, limit: int = TRACEBACK_LIMIT_BYTES) -> str:
     if len(data) <= limit:
         return text
     marker = "...(truncated)...\n"
-    tail = data[-(limit - len(marker)) :].decode("utf-8", "ignore")
-    return marker + tail
+    keep = limit - len(marker)
+    if keep <= 0:
+        return data[-limit:].decode("utf-8", "ignore") if limit > 0 else ""
+    return marker + data[-keep:].decode("utf-8", "ignore")
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,14 +96,22 @@ def payload_model_for(name: str, handler: Handler) -> tuple[type[pydantic.BaseMo
         if _shadows_model_attribute(param.name):
             # e.g. ``schema``: keep the payload key, store the field under a safe name
             info = pydantic.Field(default, alias=param.name)
-            fields[f"field_{param.name}"] = (annotation, info)
+            safe = f"field_{param.name}"
+            while safe in signature.parameters or safe in fields:
+                safe += "_"
+            fields[safe] = (annotation, info)
         else:
             fields[param.name] = (annotation, default)
     model_name = "".join(part.title() for part in name.replace(".", "_").split("_")) + "Payload"
     config = pydantic.ConfigDict(extra="forbid", populate_by_name=False)
-    model = pydantic.create_model(  # type: ignore[call-overload]
-        model_name, __config__=config, **fields
-    )
+    try:
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            model_name, __config__=config, **fields
+        )
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
+        raise ConfigurationError(
+            f"job {name!r}: its parameters cannot form a JSON payload schema: {exc}"
+        ) from None
     return model, takes_context
 
 
