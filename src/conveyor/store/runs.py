@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.states import WAITING, State
@@ -64,12 +64,19 @@ class RunStore:
                     .order_by(jobs.c.id)
                     .limit(count)
                 )
-                if self.dialect == "postgresql":
-                    oldest = oldest.with_for_update(skip_locked=True)
-                claimed += self._claim(
-                    conn, jobs.c.id.in_(oldest.scalar_subquery()), worker_id, now, lease_s
-                )
+                claimed += self._claim(conn, self._picked(oldest), worker_id, now, lease_s)
         return claimed
+
+    def _picked(self, ids: Select[Any]) -> ColumnElement[bool]:
+        """``jobs.id`` among the rows ``ids`` selects, locking them on PostgreSQL.
+
+        On PostgreSQL the locked pick is materialised first: as a plain ``IN (subquery)``
+        the planner may rescan it once per outer row and match far more than its LIMIT.
+        """
+        if self.dialect != "postgresql":
+            return jobs.c.id.in_(ids.scalar_subquery())
+        picked = ids.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        return jobs.c.id.in_(select(picked.c.id))
 
     def _claim(
         self, conn: Connection, which: Any, worker_id: str, now: datetime, lease_s: float
@@ -287,13 +294,11 @@ class RunStore:
             .order_by(jobs.c.scheduled_at)
             .limit(limit)
         )
-        if self.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
         stmt = (
             update(jobs)
             .where(
                 and_(
-                    jobs.c.id.in_(due.scalar_subquery()),
+                    self._picked(due),
                     jobs.c.state.in_([s.value for s in WAITING]),
                 )
             )

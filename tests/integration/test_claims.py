@@ -1,0 +1,77 @@
+"""Claims: batched, bounded by their counts, and exclusive between concurrent claimers."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from conveyor import State
+from conveyor.client import EnqueueRequest
+from conveyor.store import RunStore
+from tests.conftest import Backend
+
+
+def test_claim_next_takes_exactly_the_counts_oldest_first(backend: Backend) -> None:
+    app = backend.app()
+    low = app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(300)])
+    crit = app.enqueue_many([EnqueueRequest("weighted_critical", {"n": i}) for i in range(5)])
+    runs = RunStore(app.client.jobs.engine)
+    got = runs.claim_next({"low": 3, "critical": 10}, "w", datetime.now(UTC), 30)
+    by_queue: dict[str, list[str]] = {}
+    for job in got:
+        by_queue.setdefault(job.queue, []).append(job.id)
+    assert sorted(by_queue["low"]) == sorted(h.id for h in low[:3])
+    assert sorted(by_queue["critical"]) == sorted(h.id for h in crit)
+    assert all(j.attempt == 1 and j.charged == 1 for j in got)
+    assert app.get(low[0].id).state is State.RUNNING
+    assert app.get(low[3].id).state is State.QUEUED
+
+
+def test_concurrent_claimers_never_share_a_job(backend: Backend) -> None:
+    app = backend.app()
+    app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(400)])
+    runs = RunStore(app.client.jobs.engine)
+    claimed: list[list[str]] = [[] for _ in range(4)]
+    barrier = threading.Barrier(4)
+
+    def claimer(slot: int) -> None:
+        barrier.wait()
+        while True:
+            got = runs.claim_next({"low": 7}, f"w{slot}", datetime.now(UTC), 30)
+            if not got:
+                return
+            assert len(got) <= 7
+            claimed[slot] += [j.id for j in got]
+
+    threads = [threading.Thread(target=claimer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    everything = [job_id for ids in claimed for job_id in ids]
+    assert len(everything) == 400 and len(set(everything)) == 400
+
+
+def test_claim_ids_skips_stale_deliveries(backend: Backend) -> None:
+    app = backend.app()
+    fresh = app.enqueue("add", {"a": 1})
+    canceled = app.enqueue("add", {"a": 2})
+    app.cancel(canceled.id)
+    runs = RunStore(app.client.jobs.engine)
+    now = datetime.now(UTC)
+    got = runs.claim_ids([fresh.id, canceled.id, fresh.id], "w", now, 30)
+    assert [j.id for j in got] == [fresh.id]
+    assert runs.claim_ids([fresh.id], "w2", now, 30) == []  # a duplicate delivery
+    assert runs.existing([fresh.id, "00000000-0000-7000-8000-000000000000"]) == {fresh.id}
+
+
+def test_promote_due_moves_only_due_jobs(backend: Backend) -> None:
+    app = backend.app()
+    soon = app.enqueue("add", {"a": 1}, delay="1s")
+    later = app.enqueue("add", {"a": 2}, delay="1h")
+    runs = RunStore(app.client.jobs.engine)
+    assert runs.promote_due(datetime.now(UTC)) == []
+    promoted = runs.promote_due(datetime.now(UTC) + timedelta(seconds=2))
+    assert promoted == [(soon.id, "default")]
+    assert app.get(soon.id).state is State.QUEUED
+    assert app.get(later.id).state is State.SCHEDULED

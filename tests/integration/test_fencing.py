@@ -1,0 +1,105 @@
+"""Every write after a claim is fenced by (job id, attempt): stale workers cannot win."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from conveyor import State
+from conveyor.core.outcome import AttemptOutcome
+from conveyor.core.settings import Settings
+from conveyor.dispatch.base import NullDispatcher
+from conveyor.store import Finish, ProgressUpdate, RunStore
+from conveyor.worker.maintenance import Maintenance
+from tests.apps.jobs import app as jobs_app
+from tests.conftest import Backend
+
+
+async def _io(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    return fn(*args, **kwargs)
+
+
+def test_stale_attempt_writes_are_rejected(backend: Backend) -> None:
+    app = backend.app()
+    runs = RunStore(app.client.jobs.engine)
+    handle = app.enqueue("sleeper", {"seconds": 1})
+    now = datetime.now(UTC)
+
+    # worker A claims with a short lease, then stalls past it
+    (a,) = runs.claim_ids([handle.id], "worker-a", now, lease_s=1)
+    assert a.attempt == 1
+    later = now + timedelta(seconds=5)
+    maintenance = Maintenance(runs, NullDispatcher(), jobs_app.registry, Settings(), _io)
+    assert maintenance.recover_expired(later) == 1
+    lost = app.get(handle.id)
+    assert lost.state is State.FAILED  # sleeper has retries=0
+    assert [x.outcome for x in lost.attempts] == ["worker_lost"]
+
+    # an operator retries it; worker B claims attempt 2
+    app.retry(handle.id)
+    (b,) = runs.claim_ids([handle.id], "worker-b", later, lease_s=30)
+    assert b.attempt == 2
+
+    # A wakes up: its progress and its finish are both fenced off
+    stale_progress = ProgressUpdate(handle.id, a.attempt, 99.0, "stale", "from A")
+    assert runs.save_progress([stale_progress], later) == 0
+    stale = Finish(
+        job_id=handle.id,
+        attempt=a.attempt,
+        state=State.COMPLETED,
+        outcome=AttemptOutcome.COMPLETED,
+        worker_id="worker-a",
+        started_at=now,
+        finished_at=later,
+        result="from A",
+    )
+    assert runs.finish([stale]) == 0
+    assert runs.renew_leases("worker-a", [(handle.id, a.attempt)], later, 30) == 0
+    assert runs.cancel_requests([(handle.id, a.attempt)]) == [handle.id]  # A must stop
+
+    # B's writes go through
+    assert runs.save_progress([ProgressUpdate(handle.id, b.attempt, 50.0, None, "B")], later) == 1
+    fresh = Finish(
+        job_id=handle.id,
+        attempt=b.attempt,
+        state=State.COMPLETED,
+        outcome=AttemptOutcome.COMPLETED,
+        worker_id="worker-b",
+        started_at=later,
+        finished_at=later,
+        result="from B",
+    )
+    assert runs.finish([fresh]) == 1
+    assert runs.finish([fresh]) == 0  # repeating a finish changes nothing
+
+    view = app.get(handle.id)
+    assert view.state is State.COMPLETED and view.result == "from B"
+    assert view.message == "B"
+    assert [(x.attempt, x.outcome, x.worker_id) for x in view.attempts] == [
+        (1, "worker_lost", "worker-a"),
+        (2, "completed", "worker-b"),
+    ]
+
+
+def test_recovery_loses_to_a_renewed_lease(backend: Backend) -> None:
+    app = backend.app()
+    runs = RunStore(app.client.jobs.engine)
+    handle = app.enqueue("sleeper", {"seconds": 1})
+    now = datetime.now(UTC)
+    (a,) = runs.claim_ids([handle.id], "worker-a", now, lease_s=1)
+    expired = runs.expired_runs(now + timedelta(seconds=2))
+    assert [r.id for r in expired] == [handle.id]
+    # the worker renews just before the recovery writes
+    assert runs.renew_leases("worker-a", [(handle.id, a.attempt)], now + timedelta(seconds=2), 30)
+    recovery = Finish(
+        job_id=handle.id,
+        attempt=a.attempt,
+        state=State.FAILED,
+        outcome=AttemptOutcome.WORKER_LOST,
+        worker_id="worker-a",
+        started_at=now,
+        finished_at=now + timedelta(seconds=2),
+        expired_before=now + timedelta(seconds=2),
+    )
+    assert runs.finish([recovery]) == 0
+    view = app.get(handle.id)
+    assert view.state is State.RUNNING and view.attempts == []  # no attempt row written
