@@ -277,11 +277,10 @@ def show_settings() -> None:
     except ConveyorError as exc:
         err_console.print(f"[yellow]{exc.message}[/yellow]")
         current = None
-    table = Table("variable", "value", "description")
     for name, info in Settings.model_fields.items():
         value = getattr(current, name) if current is not None else info.default
-        table.add_row(f"CONVEYOR_{name.upper()}", str(value), info.description or "")
-    console.print(table)
+        click.echo(f"CONVEYOR_{name.upper()}={'' if value is None else value}")
+        click.echo(f"    {info.description or ''}")
 
 
 def main() -> None:

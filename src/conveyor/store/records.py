@@ -66,6 +66,10 @@ class Finish:
     run_at: datetime | None = None
     charges_attempt: bool = True
     expired_before: datetime | None = None  # recovery: only if the lease is still expired
+    # The attempt's last progress report, written with the finish (None keeps what is stored).
+    progress: float | None = None
+    stage: str | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, bindparam, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Float,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.states import WAITING, State
@@ -235,6 +248,9 @@ class RunStore:
             "lease_expires_at": None,
             "cancel_requested": False,
             "updated_at": bindparam("b_finished_at"),
+            "progress": func.coalesce(bindparam("b_progress", type_=Float), jobs.c.progress),
+            "stage": func.coalesce(bindparam("b_stage", type_=String), jobs.c.stage),
+            "message": func.coalesce(bindparam("b_message", type_=Text), jobs.c.message),
         }
         state = group[0].state
         if state is State.COMPLETED:
@@ -256,6 +272,9 @@ class RunStore:
                 "b_finished_at": f.finished_at,
                 "b_run_at": f.run_at,
                 "b_expired_before": f.expired_before,
+                "b_progress": f.progress,
+                "b_stage": f.stage,
+                "b_message": f.message,
             }
             for f in group
         ]

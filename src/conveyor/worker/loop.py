@@ -263,7 +263,11 @@ class Worker:
             error=decision.error,
             run_at=decision.run_at,
             charges_attempt=decision.charges_attempt,
+            progress=run.progress.progress,
+            stage=run.progress.stage,
+            message=run.progress.message,
         )
+        self._dirty.pop(job.id, None)  # the finish carries the last report
         self._finishes.append((finish, job.queue))
         self._finish_wakeup.set()
 
@@ -294,7 +298,6 @@ class Worker:
         while self._finishes:
             batch, self._finishes = self._finishes, []
             try:
-                await self._flush_progress()
                 accepted = await self._io(self.run_store.finish, [f for f, _ in batch])
             except BaseException as exc:
                 # Keep the results and write them when the database is back (or, when this

@@ -1,0 +1,66 @@
+"""The Redis dispatch adapter against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from conveyor.dispatch import keys
+from conveyor.dispatch.redis import RedisDispatcher
+from tests.conftest import Backend, wait_for
+
+
+def _dispatcher(b: Backend, consumer: str = "w1") -> RedisDispatcher:
+    assert b.redis_url
+    return RedisDispatcher(b.redis_url, prefix=b.prefix, consumer=consumer)
+
+
+def test_push_fetch_ack_in_batches(pg_redis: Backend) -> None:
+    d = _dispatcher(pg_redis)
+    d.push([("a", f"id-a-{i}") for i in range(10)] + [("b", f"id-b-{i}") for i in range(3)])
+    got = d.fetch({"a": 4, "b": 5}, block_s=0)
+    assert [x.job_id for x in got if x.queue == "a"] == [f"id-a-{i}" for i in range(4)]
+    assert [x.job_id for x in got if x.queue == "b"] == [f"id-b-{i}" for i in range(3)]
+    other = _dispatcher(pg_redis, "w2")
+    rest = other.fetch({"a": 100}, block_s=0)  # a second consumer never sees the same ids
+    assert [x.job_id for x in rest] == [f"id-a-{i}" for i in range(4, 10)]
+    d.ack(got)
+    other.ack(rest)
+    client = redis.Redis.from_url(pg_redis.redis_url or "")
+    assert client.xlen(keys.queue_stream(pg_redis.prefix, "a")) == 0  # acked entries are gone
+    assert client.xpending(keys.queue_stream(pg_redis.prefix, "a"), keys.GROUP)["pending"] == 0
+
+
+def test_blocking_fetch_wakes_on_push(pg_redis: Backend) -> None:
+    d = _dispatcher(pg_redis)
+    assert d.fetch({"q": 1}, block_s=0) == []  # creates the group
+    pusher = _dispatcher(pg_redis, "client")
+    timer = threading.Timer(0.3, lambda: pusher.push([("q", "late")]))
+    started = time.monotonic()
+    timer.start()
+    got = d.fetch({"q": 10}, block_s=5)
+    assert [x.job_id for x in got] == ["late"]
+    assert time.monotonic() - started < 2
+
+
+def test_fetch_survives_redis_losing_its_data(pg_redis: Backend) -> None:
+    d = _dispatcher(pg_redis)
+    d.push([("q", "before")])
+    assert [x.job_id for x in d.fetch({"q": 10}, block_s=0)] == ["before"]
+    client = redis.Redis.from_url(pg_redis.redis_url or "")
+    client.delete(keys.queue_stream(pg_redis.prefix, "q"))  # as if Redis restarted empty
+    d.push([("q", "after")])
+    got = wait_for(lambda: d.fetch({"q": 10}, block_s=0), timeout=5, what="a fetch after loss")
+    assert [x.job_id for x in got] == ["after"]
+
+
+def test_worker_keeps_going_after_redis_loses_its_streams(pg_redis: Backend) -> None:
+    app = pg_redis.app()
+    pg_redis.worker()
+    assert app.enqueue("add", {"a": 1}).wait(timeout=20).result == 1
+    client = redis.Redis.from_url(pg_redis.redis_url or "")
+    for key in client.scan_iter(match=f"{pg_redis.prefix}:*"):
+        client.delete(key)
+    assert app.enqueue("add", {"a": 2}).wait(timeout=20).result == 2
