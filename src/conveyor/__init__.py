@@ -5,6 +5,7 @@ from conveyor.client import EnqueueOptions, EnqueueRequest
 from conveyor.core.errors import (
     ConfigurationError,
     ConveyorError,
+    DatabaseUnavailable,
     IdempotencyConflict,
     IllegalTransition,
     InvalidDuration,
@@ -27,6 +28,7 @@ __all__ = [
     "Context",
     "Conveyor",
     "ConveyorError",
+    "DatabaseUnavailable",
     "EnqueueOptions",
     "EnqueueRequest",
     "IdempotencyConflict",

@@ -202,3 +202,22 @@ def test_async_twins_do_not_block_the_loop(backend: Backend) -> None:
 
     job_id, state, ticks = asyncio.run(main())
     assert state is State.CANCELED and ticks > 0
+
+
+def test_unreachable_database_is_a_typed_error_and_fast(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from conveyor import ConfigurationError, Conveyor, DatabaseUnavailable
+    from tests.apps.jobs import app as jobs_app
+
+    down = Conveyor(database_url="postgresql://root@127.0.0.1:1/none")
+    down.registry = jobs_app.registry
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable) as err:
+        down.enqueue("add", {"a": 1})
+    assert time.monotonic() - started < 5.5
+    assert "unreachable" in err.value.message and err.value.code == "database_unavailable"
+    empty = Conveyor(database_url=f"sqlite:///{tmp_path / 'empty.db'}")
+    empty.registry = jobs_app.registry
+    with pytest.raises(ConfigurationError, match="conveyor db upgrade"):
+        empty.enqueue("add", {"a": 1})

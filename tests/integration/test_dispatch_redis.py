@@ -64,3 +64,23 @@ def test_worker_keeps_going_after_redis_loses_its_streams(pg_redis: Backend) -> 
     for key in client.scan_iter(match=f"{pg_redis.prefix}:*"):
         client.delete(key)
     assert app.enqueue("add", {"a": 2}).wait(timeout=20).result == 2
+
+
+def test_jobs_whose_dispatch_failed_are_redispatched(pg_redis: Backend) -> None:
+    # the enqueuer's Redis is unreachable: the job is durable, only its hand-off failed
+    broken = pg_redis.app(redis_url="redis://127.0.0.1:1/0")
+    handle = broken.enqueue("add", {"a": 5})
+    assert broken.get(handle.id).state.value == "queued"
+    app = pg_redis.app()
+    pg_redis.worker()
+    assert app.wait(handle.id, timeout=20).result == 5
+
+
+def test_jobs_lost_when_redis_restarted_empty_are_redispatched(pg_redis: Backend) -> None:
+    app = pg_redis.app()
+    handles = [app.enqueue("add", {"a": i}) for i in range(5)]
+    client = redis.Redis.from_url(pg_redis.redis_url or "")
+    for key in client.scan_iter(match=f"{pg_redis.prefix}:*"):
+        client.delete(key)  # Redis lost everything it held
+    pg_redis.worker()
+    assert [app.wait(h.id, timeout=20).result for h in handles] == list(range(5))

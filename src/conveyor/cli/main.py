@@ -55,6 +55,8 @@ def cli(log_level: str) -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @cli.command()
@@ -79,7 +81,8 @@ def worker(
     if processes > 1:
         from conveyor.worker.supervisor import Supervisor
 
-        argv = ["worker", "--app", app_spec or "", "--processes", "1"]
+        level = logging.getLevelName(logging.getLogger().level)
+        argv = ["--log-level", level, "worker", "--app", app_spec or "", "--processes", "1"]
         argv += ["--queues", ",".join(f"{q}={w}" for q, w in weights.items())]
         if concurrency:
             argv += ["--concurrency", str(concurrency)]

@@ -100,6 +100,12 @@ class JobNotFound(ConveyorError):
         super().__init__(f"no job with id {job_id}", job_id=job_id)
 
 
+class DatabaseUnavailable(ConveyorError):
+    """The database cannot be reached; nothing was written."""
+
+    code = "database_unavailable"
+
+
 class InvalidDuration(ConveyorError, ValueError):
     """A duration is not a number of seconds or a string such as '15m'."""
 

@@ -29,6 +29,9 @@ class Dispatcher(Protocol):
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Forget deliveries whose jobs were claimed in the database (or found stale)."""
 
+    def depth(self, queue: str) -> int:
+        """Ids the adapter holds for ``queue``: waiting and delivered-but-unacknowledged."""
+
     def close(self) -> None: ...
 
 
@@ -45,6 +48,9 @@ class NullDispatcher:
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         return None
+
+    def depth(self, queue: str) -> int:
+        return 0
 
     def close(self) -> None:
         return None

@@ -85,6 +85,11 @@ class RedisDispatcher:
             pipe.xdel(stream, *tokens)
         pipe.execute()
 
+    def depth(self, queue: str) -> int:
+        # Entries are deleted when acknowledged, so the length counts both waiting and
+        # delivered-but-unclaimed ids.
+        return int(self.client.xlen(keys.queue_stream(self.prefix, queue)))
+
     def _ensure_groups(self, queues: Mapping[str, int]) -> None:
         for queue in queues:
             if queue in self._groups:

@@ -151,6 +151,7 @@ class Worker:
         self.maintenance = Maintenance(
             self.run_store, self.dispatcher, self.app.registry, self.settings, self._io
         )
+        self.maintenance.queues = list(self.queues)
 
     def _teardown(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)

@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
@@ -41,6 +41,7 @@ class Maintenance:
         self.settings = settings
         self.io = io
         self._last_recovery = 0.0
+        self.queues: list[str] = []  # the queues whose lost dispatches this worker repairs
 
     async def loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -49,6 +50,7 @@ class Maintenance:
                 if time.monotonic() - self._last_recovery >= self.settings.reconcile_seconds:
                     self._last_recovery = time.monotonic()
                     await self.io(self.recover_expired, datetime.now(UTC))
+                    await self.io(self.redispatch_lost, datetime.now(UTC))
             except Exception as exc:
                 log.warning("maintenance step failed: %s", exc)
             await asyncio.sleep(min(PROMOTE_EVERY_S, self.settings.reconcile_seconds))
@@ -91,6 +93,29 @@ class Maintenance:
         if recovered:
             log.warning("recovered %d job(s) from lost workers", recovered)
         return recovered
+
+    def redispatch_lost(self, now: datetime) -> int:
+        """Re-dispatch queued jobs that Redis does not hold.
+
+        When a queue's stream is empty (nothing waiting, nothing delivered and unclaimed),
+        any job queued for longer than the grace below cannot be in Redis: its dispatch
+        failed, its enqueuer died after commit, or Redis restarted empty. Duplicates are
+        harmless (a claim is conditional), so the rule errs toward pushing.
+        """
+        if not self.dispatcher.delivers:
+            return 0
+        before = now - timedelta(seconds=max(2.0, self.settings.reconcile_seconds))
+        pushed = 0
+        for queue in self.queues:
+            if self.dispatcher.depth(queue) > 0:
+                continue
+            lost = self.runs.stale_queued(queue, before)
+            if lost:
+                self._push([(queue, job_id) for job_id in lost])
+                pushed += len(lost)
+        if pushed:
+            log.warning("re-dispatched %d queued job(s) that Redis did not hold", pushed)
+        return pushed
 
     def _policy(self, job_type: str, max_attempts: int) -> RetryPolicy:
         if job_type in self.registry:

@@ -1,0 +1,1 @@
+"""Conveyor's benchmark suite (see docs/benchmarks.md)."""
