@@ -165,7 +165,7 @@ class Backend:
 
 def _truncate(url: str) -> None:
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
-        c.execute("TRUNCATE conveyor_attempts, conveyor_jobs, conveyor_workers")
+        c.execute("TRUNCATE conveyor_attempts, conveyor_jobs, conveyor_workers, conveyor_counters")
 
 
 def _drop_prefix(url: str, prefix: str) -> None:

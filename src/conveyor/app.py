@@ -90,6 +90,7 @@ class Conveyor:
         dont_retry_on: Iterable[type[BaseException]] = (),
         backoff_base: Duration | None = None,
         backoff_cap: Duration | None = None,
+        secret_fields: Iterable[str] = (),
     ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
     def job(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
@@ -111,6 +112,7 @@ class Conveyor:
         dont_retry_on: Iterable[type[BaseException]] = (),
         backoff_base: Duration | None = None,
         backoff_cap: Duration | None = None,
+        secret_fields: Iterable[str] = (),
     ) -> JobFunction[Any, Any]:
         job_name = name or fn.__name__
         if retries is not None and (not isinstance(retries, int) or retries < 0):
@@ -137,6 +139,7 @@ class Conveyor:
             stages=tuple(stages),
             payload_model=model,
             takes_context=takes_context,
+            secret_fields=frozenset(secret_fields),
         )
         self.registry.add(job_type)
         return JobFunction(self, job_type)
@@ -148,15 +151,15 @@ class Conveyor:
     ) -> JobHandle:
         """Enqueue a job by type name; ``options`` are those of EnqueueOptions."""
         request = EnqueueRequest(type, payload, EnqueueOptions(**options))
-        ((job_id, _created),) = self.client.enqueue_many([request])
-        return JobHandle(self, job_id)
+        (inserted,) = self.client.enqueue_many([request])
+        return JobHandle(self, inserted.id)
 
     def enqueue_many(
         self, requests: Sequence[EnqueueRequest], *, connection: Any = None
     ) -> list[JobHandle]:
         """Enqueue many jobs in one transaction and one dispatch round trip."""
         results = self.client.enqueue_many(requests, connection=connection)
-        return [JobHandle(self, job_id) for job_id, _ in results]
+        return [JobHandle(self, inserted.id) for inserted in results]
 
     def get(self, job_id: str) -> JobView:
         return self.client.get(job_id)
@@ -273,8 +276,8 @@ class JobFunction(Generic[P, R]):
         return EnqueueRequest(self.name, payload, self._options)
 
     def enqueue(self, **payload: Any) -> JobHandle:
-        ((job_id, _),) = self.app.client.enqueue_many([self.request(**payload)])
-        return JobHandle(self.app, job_id)
+        (inserted,) = self.app.client.enqueue_many([self.request(**payload)])
+        return JobHandle(self.app, inserted.id)
 
     async def aenqueue(self, **payload: Any) -> JobHandle:
         return await asyncio.to_thread(functools.partial(self.enqueue, **payload))

@@ -12,15 +12,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor.core.durations import Duration, parse_duration
-from conveyor.core.errors import ConveyorError, PayloadTooLarge, WaitTimeout
+from conveyor.core.errors import ConveyorError, InvalidPayload, PayloadTooLarge, WaitTimeout
 from conveyor.core.ids import new_job_id
+from conveyor.core.payloads import unstorable_fields
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
 from conveyor.core.sizes import json_size
 from conveyor.core.states import State
 from conveyor.core.views import JobView, Page
 from conveyor.dispatch.base import Dispatcher
-from conveyor.store import JobStore, NewJob
+from conveyor.store import Inserted, JobStore, NewJob
 from conveyor.store.transactional import caller_connection, on_commit
 
 log = logging.getLogger("conveyor.client")
@@ -64,10 +65,11 @@ class Client:
 
     def enqueue_many(
         self, requests: Sequence[EnqueueRequest], *, connection: Any = None
-    ) -> list[tuple[str, bool]]:
+    ) -> list[Inserted]:
         """Validate all, insert all in one transaction, dispatch in one round trip.
 
-        Returns (job id, created) per request; nothing is written when any request is bad.
+        Returns what each request resolved to (``created`` is False for an idempotent
+        repeat); nothing is written when any request is bad.
         """
         now = utcnow()
         new_jobs = [self._new_job(r, now) for r in requests]
@@ -84,11 +86,25 @@ class Client:
                 self._dispatch(ready)
             else:
                 on_commit(conn, lambda: self._dispatch(ready))
-        return [(i.id, i.created) for i in inserted]
+        return inserted
+
+    def problems(self, requests: Sequence[EnqueueRequest]) -> list[tuple[int, ConveyorError]]:
+        """Every request that would be refused, with why; nothing is written."""
+        now = utcnow()
+        found: list[tuple[int, ConveyorError]] = []
+        for index, request in enumerate(requests):
+            try:
+                self._new_job(request, now)
+            except ConveyorError as exc:
+                found.append((index, exc))
+        return found
 
     def _new_job(self, request: EnqueueRequest, now: datetime) -> NewJob:
         job_type = self.registry.get(request.type)
         payload = job_type.validate(request.payload)
+        unstorable = unstorable_fields(payload)
+        if unstorable:
+            raise InvalidPayload(job_type.name, unstorable)
         size = json_size(payload)
         if size > self.settings.max_payload_bytes:
             raise PayloadTooLarge("payload", size, self.settings.max_payload_bytes)
@@ -136,6 +152,9 @@ class Client:
     def list(self, **filters: Any) -> Page:
         if filters.get("state") is not None:
             filters["state"] = State(filters["state"])
+        for name in ("type", "queue"):
+            if isinstance(filters.get(name), str) and "\x00" in filters[name]:
+                return Page([], None)  # no job can have such a name
         return self.jobs.list(**filters)
 
     def wait(self, job_id: str, timeout: float | None = None, poll_s: float = 0.05) -> JobView:

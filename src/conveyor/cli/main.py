@@ -6,6 +6,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -18,10 +19,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from conveyor.app import Conveyor
-from conveyor.cli.loading import load_app
 from conveyor.core.errors import ConveyorError
 from conveyor.core.settings import Settings, load_settings, parse_queues
 from conveyor.core.views import JobView
+from conveyor.loading import load_app
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -76,8 +77,10 @@ def worker(
     grace: float | None,
 ) -> None:
     """Run jobs."""
+    from conveyor.worker.loop import default_queues
+
     app = load_app(app_spec)
-    weights = parse_queues(queues or app.settings.queues)
+    weights = parse_queues(queues) if queues else default_queues(app)
     if processes > 1:
         from conveyor.worker.supervisor import Supervisor
 
@@ -251,6 +254,47 @@ def jobs(
     console.print(table)
     if page.next_cursor:
         console.print(f"next page: --cursor {page.next_cursor}")
+
+
+@cli.command()
+@APP_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
+@friendly_errors
+def api(app_spec: str | None, host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    app = load_app(app_spec)
+    app.settings  # noqa: B018 - fail now, with a clear message, on bad settings
+    os.environ["CONVEYOR_APP"] = app_spec or os.environ.get("CONVEYOR_APP", "")
+    uvicorn.run(
+        "conveyor.api.server:build",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=logging.getLevelName(logging.getLogger().level).lower(),
+    )
+
+
+@cli.command()
+@APP_OPTION
+@click.option("--demo", is_flag=True, help="Run the built-in demo app and enqueue examples.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True)
+@friendly_errors
+def up(app_spec: str | None, demo: bool, host: str, port: int, concurrency: int) -> None:
+    """Everything on one command: migrate, a worker, and the API (SQLite by default)."""
+    from conveyor.up import run_up
+
+    if demo:
+        app_spec = "conveyor.demo:app"
+    elif not (app_spec or os.environ.get("CONVEYOR_APP")):
+        raise click.UsageError("name your app with --app module:attribute, or try --demo")
+    sys.exit(run_up(app_spec or os.environ["CONVEYOR_APP"], host, port, concurrency, demo))
 
 
 @cli.group()

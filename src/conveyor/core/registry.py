@@ -28,6 +28,7 @@ class JobType:
     stages: tuple[str, ...]
     payload_model: type[pydantic.BaseModel]
     takes_context: bool
+    secret_fields: frozenset[str] = frozenset()  # masked in every response and log line
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:

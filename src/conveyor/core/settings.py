@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     )
     max_payload_bytes: int = Field(1024 * 1024, gt=0, description="Largest JSON payload.")
     max_result_bytes: int = Field(1024 * 1024, gt=0, description="Largest JSON result.")
+    api_tokens: str | None = Field(
+        None,
+        description="Bearer tokens the API accepts: comma-separated, or @/path/to/file "
+        "(one per line). Unset: no authentication.",
+    )
+    max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest HTTP request body.")
+    sse_heartbeat_seconds: float = Field(
+        15.0, gt=0, description="Idle interval after which an event stream sends a comment."
+    )
     progress_flush_seconds: float = Field(
         0.25, gt=0, description="How often coalesced progress updates are written."
     )
@@ -71,6 +80,25 @@ def load_settings(**overrides: Any) -> Settings:
             for err in exc.errors(include_url=False)
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
+
+
+def api_tokens(settings: Settings) -> frozenset[str]:
+    """The configured API tokens (empty: authentication off)."""
+    raw = settings.api_tokens
+    if not raw or not raw.strip():
+        return frozenset()
+    if raw.startswith("@"):
+        try:
+            with open(raw[1:]) as fh:
+                lines = fh.read().splitlines()
+        except OSError as exc:
+            raise ConfigurationError(f"CONVEYOR_API_TOKENS: cannot read {raw[1:]}: {exc}") from None
+        tokens = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+    else:
+        tokens = {t.strip() for t in raw.split(",") if t.strip()}
+    if not tokens:
+        raise ConfigurationError("CONVEYOR_API_TOKENS is set but holds no token")
+    return frozenset(tokens)
 
 
 def parse_queues(spec: str) -> dict[str, int]:

@@ -43,6 +43,7 @@ class JobView:
     cancel_requested: bool = False
     worker_id: str | None = None
     timeout_s: float | None = None
+    updated_at: datetime | None = None
     attempts: list[AttemptView] = field(default_factory=list)
 
     @property

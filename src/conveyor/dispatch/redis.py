@@ -85,6 +85,9 @@ class RedisDispatcher:
             pipe.xdel(stream, *tokens)
         pipe.execute()
 
+    def ping(self) -> None:
+        self.client.ping()
+
     def depth(self, queue: str) -> int:
         # Entries are deleted when acknowledged, so the length counts both waiting and
         # delivered-but-unclaimed ids.

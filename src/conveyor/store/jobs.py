@@ -289,6 +289,7 @@ def job_view(row: Row[Any], history: list[AttemptView]) -> JobView:
         cancel_requested=bool(m["cancel_requested"]),
         worker_id=m["worker_id"],
         timeout_s=m["timeout_s"],
+        updated_at=m["updated_at"],
         attempts=history,
     )
 

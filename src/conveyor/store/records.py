@@ -48,6 +48,7 @@ class ClaimedJob:
     started_at: datetime
     progress: float | None = None
     stage: str | None = None
+    ready_at: datetime | None = None  # when it became due: run_at if scheduled, else creation
 
 
 @dataclass(frozen=True, slots=True)

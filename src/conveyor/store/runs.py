@@ -42,6 +42,8 @@ _CLAIM_COLUMNS = (
     jobs.c.started_at,
     jobs.c.progress,
     jobs.c.stage,
+    jobs.c.scheduled_at,
+    jobs.c.created_at,
 )
 _RUNNING = State.RUNNING.value
 
@@ -123,6 +125,7 @@ class RunStore:
                 started_at=r.started_at,
                 progress=r.progress,
                 stage=r.stage,
+                ready_at=r.scheduled_at or r.created_at,
             )
             for r in rows
         ]

@@ -112,6 +112,7 @@ jobs = Table(
     Index("conveyor_jobs_state", "state", "id"),
     Index("conveyor_jobs_type", "type", "id"),
     Index("conveyor_jobs_queue", "queue", "id"),
+    Index("conveyor_jobs_finished", "finished_at"),
 )
 
 attempts = Table(
@@ -128,6 +129,19 @@ attempts = Table(
     Column("error_message", Text, nullable=True),
     Column("traceback", Text, nullable=True),
     UniqueConstraint("job_id", "attempt", name="conveyor_attempts_job_attempt"),
+    Index("conveyor_attempts_finished", "finished_at"),
+)
+
+# Monotonic counters and histogram buckets, added to by workers once per finish batch and
+# read by /metrics: the one place every process's job outcomes add up.
+counters = Table(
+    "conveyor_counters",
+    metadata,
+    Column("metric", String(100), primary_key=True),
+    Column("job_type", String(200), primary_key=True),
+    Column("queue", String(200), primary_key=True),
+    Column("le", String(20), primary_key=True),  # histogram bucket bound, "" for counters
+    Column("value", Float, nullable=False),
 )
 
 workers = Table(

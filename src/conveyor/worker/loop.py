@@ -7,12 +7,14 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from conveyor.core import metrics
 from conveyor.core.errors import UnknownJobType
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
 from conveyor.core.retry import RetryPolicy
@@ -20,6 +22,7 @@ from conveyor.core.shares import Shares
 from conveyor.core.states import State
 from conveyor.store import ClaimedJob, Finish, ProgressUpdate, RunStore, WorkerStore, make_engine
 from conveyor.store.schema import upgrade
+from conveyor.store.stats import StatsStore
 from conveyor.worker.context import Context, Progress
 from conveyor.worker.execute import CANCEL, SHUTDOWN, execute
 from conveyor.worker.maintenance import Maintenance
@@ -33,10 +36,20 @@ T = TypeVar("T")
 
 MAX_CLAIM_BATCH = 200
 FETCH_BLOCK_S = 1.0
+METRICS_FLUSH_S = 1.0
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def default_queues(app: Conveyor) -> dict[str, int]:
+    """CONVEYOR_QUEUES when set; otherwise every queue a registered job type uses."""
+    from conveyor.core.settings import parse_queues
+
+    if "queues" in app.settings.model_fields_set or not len(app.registry):
+        return parse_queues(app.settings.queues)
+    return dict.fromkeys(sorted({t.queue for t in app.registry}), 1)
 
 
 @dataclass
@@ -67,11 +80,9 @@ class Worker:
         worker_id: str | None = None,
         migrate: bool = True,
     ) -> None:
-        from conveyor.core.settings import parse_queues
-
         self.app = app
         self.settings = settings = app.settings
-        self.queues = queues or parse_queues(settings.queues)
+        self.queues = queues or default_queues(app)
         self.concurrency = concurrency or settings.concurrency
         self.shares = Shares(self.queues, strict=strict)
         self.grace_s = settings.grace_seconds if grace_s is None else grace_s
@@ -79,7 +90,8 @@ class Worker:
         self.migrate = migrate
         self.stats = Stats()
         self.runs: dict[str, Run] = {}
-        self._finishes: list[tuple[Finish, str]] = []
+        self._finishes: list[tuple[Finish, ClaimedJob]] = []
+        self._metrics: Counter[metrics.Key] = Counter()
         self._finish_wakeup = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -115,6 +127,7 @@ class Worker:
                 self._heartbeat_loop(),
                 self._cancel_loop(),
                 self._progress_loop(),
+                self._metrics_loop(),
                 self.maintenance.loop(self._stopping),
             ]
             background = [asyncio.create_task(c) for c in loops]
@@ -125,6 +138,7 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             await self._flush_progress()
             await self._flush_finishes(final=True)
+            await self._flush_metrics()
             await self._io(self.worker_store.stop, self.worker_id, utcnow())
         finally:
             self._teardown()
@@ -138,6 +152,7 @@ class Worker:
         self.engine = engine
         self.run_store = RunStore(engine)
         self.worker_store = WorkerStore(engine)
+        self.stats_store = StatsStore(engine)
         self.dispatcher = self.app.make_dispatcher(self.worker_id)
         self.io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
         self.fetch_io = ThreadPoolExecutor(1, thread_name_prefix="conveyor-fetch")
@@ -195,6 +210,9 @@ class Worker:
 
     def _start(self, job: ClaimedJob) -> None:
         self.stats.claimed += 1
+        wait_s = metrics.seconds_between(job.ready_at, job.started_at)
+        if wait_s is not None:
+            metrics.observe(self._metrics, "job_wait_seconds", job.type, job.queue, wait_s)
         progress = Progress(job.progress, job.stage)
         stages = ()
         if job.type in self.app.registry:
@@ -269,7 +287,7 @@ class Worker:
             message=run.progress.message,
         )
         self._dirty.pop(job.id, None)  # the finish carries the last report
-        self._finishes.append((finish, job.queue))
+        self._finishes.append((finish, job))
         self._finish_wakeup.set()
 
     def _policy(self, job_type: str, max_attempts: int) -> RetryPolicy:
@@ -315,7 +333,8 @@ class Worker:
                 continue
             self.stats.finished += accepted
             self.stats.fenced += len(batch) - accepted
-            requeued = [(q, f.job_id) for f, q in batch if f.state is State.QUEUED]
+            self._count(batch, fenced=len(batch) - accepted)
+            requeued = [(job.queue, f.job_id) for f, job in batch if f.state is State.QUEUED]
             if requeued:
                 try:
                     await self._io(self.dispatcher.push, requeued)
@@ -326,6 +345,35 @@ class Worker:
         run = self.runs.get(job_id)
         if run is not None:
             self._dirty[job_id] = run
+
+    def _count(self, batch: list[tuple[Finish, ClaimedJob]], fenced: int) -> None:
+        for finish, job in batch:
+            name = metrics.OUTCOME_METRICS.get(finish.state)
+            if name is not None:
+                self._metrics[(name, job.type, job.queue, "")] += 1
+            if finish.state in (State.COMPLETED, State.FAILED, State.RETRYING):
+                run_s = metrics.seconds_between(job.started_at, finish.finished_at)
+                if run_s is not None:
+                    metrics.observe(self._metrics, "job_run_seconds", job.type, job.queue, run_s)
+        if fenced:
+            self._metrics[(metrics.FENCED, "", "", "")] += fenced
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_S)
+            await self._flush_metrics()
+
+    async def _flush_metrics(self) -> None:
+        if not self._metrics:
+            return
+        deltas, self._metrics = self._metrics, Counter()
+        try:
+            await self._io(self.stats_store.add, deltas)
+        except BaseException as exc:
+            self._metrics.update(deltas)  # counters are added, so retrying later is exact
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("metrics write failed: %s", exc)
 
     async def _progress_loop(self) -> None:
         while True:

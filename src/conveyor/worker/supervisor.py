@@ -17,7 +17,7 @@ PR_SET_PDEATHSIG = 1
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the child gets SIGTERM when the supervisor dies, even by SIGKILL."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -36,7 +36,7 @@ class Supervisor:
 
     def _spawn(self, slot: int) -> None:
         child = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", *self.child_argv], preexec_fn=_die_with_parent
+            [sys.executable, "-m", "conveyor", *self.child_argv], preexec_fn=die_with_parent
         )
         self.children[slot] = child
         log.info("started worker process %d (pid %d)", slot, child.pid)

@@ -1,4 +1,4 @@
-"""Finding the user's app from ``--app module:attribute``."""
+"""Finding the user's app from ``--app module:attribute`` (or CONVEYOR_APP)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,54 @@
+"""create_app(): the ASGI application for a Conveyor app."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+from conveyor.api import errors
+from conveyor.api.deps import require_token
+from conveyor.api.limits import BodyLimit
+from conveyor.api.routes import jobs, system
+from conveyor.app import Conveyor
+from conveyor.core.settings import api_tokens
+
+
+def create_app(conveyor: Conveyor) -> FastAPI:
+    """The HTTP API over ``conveyor``; mount it in your own FastAPI service if you like."""
+    settings = conveyor.settings
+    api = FastAPI(
+        title="Conveyor",
+        version="0.1.0",
+        description="Enqueue jobs, follow them, control them.",
+        docs_url=None,  # served below, behind the same authentication as everything else
+        openapi_url=None,
+    )
+    api.state.conveyor = conveyor
+    api.state.tokens = api_tokens(settings)
+    api.state.enqueued = Counter()
+    errors.install(api)
+    auth = [Depends(require_token)]
+    api.include_router(jobs.router, dependencies=auth)
+    api.include_router(system.router, dependencies=auth)
+    api.include_router(system.public)
+    api.include_router(_docs(api), dependencies=auth)
+    api.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]
+    return api
+
+
+def _docs(api: FastAPI) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/openapi.json")
+    def openapi() -> dict[str, Any]:
+        return api.openapi()
+
+    @router.get("/docs", response_class=HTMLResponse)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="openapi.json", title="Conveyor API")
+
+    return router

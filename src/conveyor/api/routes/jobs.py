@@ -1,0 +1,182 @@
+"""/jobs: enqueue, read, list, follow, cancel, retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from conveyor.api.deps import ClientDep, ConveyorDep, require_json
+from conveyor.api.errors import ApiError
+from conveyor.api.events import job_events
+from conveyor.api.schemas import (
+    BatchAccepted,
+    BatchCreate,
+    ErrorBody,
+    JobAccepted,
+    JobCreate,
+    JobPage,
+    JobPublic,
+)
+from conveyor.api.views import accepted, job_public
+from conveyor.client import EnqueueOptions, EnqueueRequest
+from conveyor.core.ids import is_job_id
+from conveyor.core.states import State
+
+ERRORS = {
+    code: {"model": ErrorBody}
+    for code in (400, 401, 404, 409, 413, 415, 422, 503)
+}  # fmt: skip
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERRORS)  # type: ignore[arg-type]
+
+
+def _request(body: JobCreate, header_key: str | None) -> EnqueueRequest:
+    key = body.idempotency_key
+    if header_key is not None:
+        if key is not None and key != header_key:
+            raise ApiError(
+                422,
+                "idempotency_key_mismatch",
+                "the Idempotency-Key header and the idempotency_key field differ",
+            )
+        key = header_key
+    options = EnqueueOptions(
+        queue=body.queue,
+        delay=body.delay,
+        run_at=body.run_at,
+        max_attempts=body.max_attempts,
+        timeout=body.timeout,
+        idempotency_key=key,
+    )
+    return EnqueueRequest(body.type, body.payload, options)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobAccepted,
+    dependencies=[Depends(require_json)],
+    responses={200: {"model": JobAccepted, "description": "An idempotent repeat"}},
+)
+def create_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    client: ClientDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
+) -> JobAccepted:
+    """Enqueue a job; its payload is validated against the job type's schema first."""
+    (inserted,) = client.enqueue_many([_request(body, idempotency_key)])
+    if inserted.created:
+        request.app.state.enqueued[(body.type, inserted.queue)] += 1
+    out = accepted(request, inserted.id, inserted.state, inserted.created)
+    response.headers["Location"] = out.links.self
+    if not inserted.created:
+        response.status_code = 200
+    return out
+
+
+@router.post(
+    "/batch",
+    status_code=202,
+    response_model=BatchAccepted,
+    dependencies=[Depends(require_json)],
+)
+def create_batch(body: BatchCreate, request: Request, client: ClientDep) -> BatchAccepted:
+    """Enqueue up to 1,000 jobs in one transaction: all of them, or none."""
+    requests = [_request(item, None) for item in body.jobs]
+    problems = [
+        {"index": i, "code": exc.code, "message": exc.message, "details": exc.details}
+        for i, exc in client.problems(requests)
+    ]
+    if problems:
+        raise ApiError(
+            422,
+            "invalid_batch",
+            f"{len(problems)} of {len(requests)} jobs are invalid; nothing was enqueued",
+            errors=problems,
+        )
+    inserted = client.enqueue_many(requests)
+    for item, done in zip(body.jobs, inserted, strict=True):
+        if done.created:
+            request.app.state.enqueued[(item.type, done.queue)] += 1
+    return BatchAccepted(jobs=[accepted(request, i.id, i.state, i.created) for i in inserted])
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, request: Request, conveyor: ConveyorDep) -> JobPublic:
+    """A job: state, stage, progress, payload, result, error, attempts, times."""
+    return job_public(request, conveyor, conveyor.client.get(job_id))
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    request: Request,
+    conveyor: ConveyorDep,
+    state: State | None = None,
+    type: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    queue: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> JobPage:
+    """Jobs newest first, by keyset pagination: pass ``next_cursor`` back as ``cursor``."""
+    if cursor is not None and not is_job_id(cursor):
+        raise ApiError(422, "invalid_cursor", "cursor must be a next_cursor from a previous page")
+    for name, value in (("created_after", created_after), ("created_before", created_before)):
+        if value is not None and value.tzinfo is None:
+            raise ApiError(422, "validation_error", f"{name} needs a time zone, e.g. ...Z")
+    page = conveyor.client.list(
+        state=state,
+        type=type,
+        queue=queue,
+        created_after=created_after,
+        created_before=created_before,
+        cursor=cursor,
+        limit=limit,
+    )
+    items = [job_public(request, conveyor, v, with_attempts=False) for v in page.items]
+    return JobPage(items=items, next_cursor=page.next_cursor)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def follow_job(
+    job_id: str,
+    request: Request,
+    conveyor: ConveyorDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: the job's state and progress changes until it is terminal."""
+    import asyncio
+
+    first = await asyncio.to_thread(conveyor.client.jobs.get, job_id, with_attempts=False)
+    stream = job_events(request, conveyor, first, last_event_id)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: str, request: Request, conveyor: ConveyorDep) -> JobPublic:
+    """Cancel: a waiting job at once, a running one by telling its worker. Repeatable."""
+    return job_public(request, conveyor, conveyor.client.cancel(job_id), with_attempts=False)
+
+
+@router.delete("/{job_id}", response_model=JobPublic)
+def delete_job(job_id: str, request: Request, conveyor: ConveyorDep) -> JobPublic:
+    """The same as POST /jobs/{id}/cancel."""
+    return cancel_job(job_id, request, conveyor)
+
+
+@router.post("/{job_id}/retry", response_model=JobPublic)
+def retry_job(job_id: str, request: Request, conveyor: ConveyorDep) -> JobPublic:
+    """Run a failed or canceled job again; its attempts stay in the history."""
+    return job_public(request, conveyor, conveyor.client.retry(job_id), with_attempts=False)

@@ -1,0 +1,90 @@
+"""Operational views: job types, queues, workers, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from conveyor.api.deps import ConveyorDep
+from conveyor.api.metrics import render_metrics
+from conveyor.api.schemas import Check, JobTypePublic, QueuePublic, Readiness, WorkerPublic
+from conveyor.store.stats import StatsStore
+from conveyor.store.workers import WorkerStore
+
+router = APIRouter(tags=["system"])
+public = APIRouter(tags=["system"])
+
+
+def _engine(conveyor: ConveyorDep):  # type: ignore[no-untyped-def]
+    return conveyor.client.jobs.engine
+
+
+@router.get("/job-types", response_model=list[JobTypePublic])
+def job_types(conveyor: ConveyorDep) -> list[JobTypePublic]:
+    """Registered job types with their payload JSON schema and defaults."""
+    return [
+        JobTypePublic(
+            name=t.name,
+            queue=t.queue,
+            max_attempts=t.policy.max_attempts,
+            backoff_base_s=t.policy.base_s,
+            backoff_cap_s=t.policy.cap_s,
+            timeout_s=t.timeout_s,
+            stages=list(t.stages),
+            payload_schema=t.json_schema(),
+        )
+        for t in sorted(conveyor.registry, key=lambda t: t.name)
+    ]
+
+
+@router.get("/queues", response_model=list[QueuePublic])
+def queues(conveyor: ConveyorDep) -> list[QueuePublic]:
+    """Per queue: jobs by active state, oldest queued age, the last minute's throughput."""
+    overview = StatsStore(_engine(conveyor)).queue_overview(datetime.now(UTC))
+    return [QueuePublic(name=name, **data) for name, data in overview.items()]
+
+
+@router.get("/workers", response_model=list[WorkerPublic])
+def workers(conveyor: ConveyorDep) -> list[WorkerPublic]:
+    """Workers that sent a heartbeat recently."""
+    since = datetime.now(UTC) - timedelta(seconds=3 * conveyor.settings.heartbeat_seconds)
+    return [WorkerPublic(**w) for w in WorkerStore(_engine(conveyor)).alive(since)]
+
+
+@public.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(conveyor: ConveyorDep) -> JSONResponse:
+    """Whether the database and Redis answer, each reported."""
+    database = await _check(lambda: StatsStore(_engine(conveyor)).ping())
+    redis = None
+    dispatcher = conveyor.client.dispatcher
+    if conveyor.settings.redis_url:
+        redis = await _check(dispatcher.ping)  # type: ignore[attr-defined]
+    ready = database.ok and (redis is None or redis.ok)
+    body = Readiness(status="ready" if ready else "unavailable", database=database, redis=redis)
+    headers = None if ready else {"Retry-After": "5"}
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
+
+
+async def _check(probe) -> Check:  # type: ignore[no-untyped-def]
+    try:
+        await asyncio.wait_for(asyncio.to_thread(probe), timeout=4.5)
+    except Exception as exc:
+        text = str(getattr(exc, "orig", exc)).strip().splitlines()
+        return Check(ok=False, detail=text[0] if text else type(exc).__name__)
+    return Check(ok=True)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(request: Request, conveyor: ConveyorDep) -> Response:
+    """Prometheus metrics."""
+    body, content_type = render_metrics(request.app.state.enqueued, conveyor)
+    return Response(body, media_type=content_type)

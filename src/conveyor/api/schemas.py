@@ -1,0 +1,193 @@
+"""Request and response bodies, named by role."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conveyor.core.states import State
+from conveyor.core.views import AttemptView, JobView
+
+Name = Field(min_length=1, max_length=200)
+
+
+class JobCreate(BaseModel):
+    """A job to enqueue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=200, description="A registered job type.")
+    payload: dict[str, Any] = Field(default_factory=dict, description="The handler's arguments.")
+    queue: str | None = Field(None, min_length=1, max_length=200)
+    delay: float | str | None = Field(
+        None, description="Run later: seconds, or a duration such as '10m'."
+    )
+    run_at: datetime | None = Field(None, description="Run at this time (with a time zone).")
+    max_attempts: int | None = Field(None, ge=1, le=1000)
+    timeout: float | str | None = Field(None, description="Seconds, or a duration like '15m'.")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=255)
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobCreate] = Field(min_length=1, max_length=1000)
+
+
+class Links(BaseModel):
+    self: str
+    events: str
+    cancel: str
+
+
+class JobAccepted(BaseModel):
+    id: str
+    state: State
+    created: bool = Field(description="False when an idempotency key matched an existing job.")
+    links: Links
+
+
+class BatchAccepted(BaseModel):
+    jobs: list[JobAccepted]
+
+
+class ErrorInfoPublic(BaseModel):
+    type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+
+
+class AttemptPublic(BaseModel):
+    attempt: int
+    worker_id: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: str
+    error: ErrorInfoPublic | None
+
+    @classmethod
+    def of(cls, a: AttemptView) -> AttemptPublic:
+        error = None
+        if a.error_type or a.error_message:
+            error = ErrorInfoPublic(
+                type=a.error_type, message=a.error_message, traceback=a.traceback
+            )
+        return cls(
+            attempt=a.attempt,
+            worker_id=a.worker_id,
+            started_at=a.started_at,
+            finished_at=a.finished_at,
+            outcome=a.outcome,
+            error=error,
+        )
+
+
+class JobPublic(BaseModel):
+    id: str
+    type: str
+    queue: str
+    state: State
+    stage: str | None
+    progress: float | None
+    message: str | None
+    payload: dict[str, Any]
+    result: Any = None
+    error: ErrorInfoPublic | None
+    attempt: int
+    max_attempts: int
+    cancel_requested: bool
+    idempotency_key: str | None
+    timeout_s: float | None
+    created_at: datetime
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: list[AttemptPublic] | None = None
+    links: Links
+
+    @classmethod
+    def of(cls, v: JobView, links: Links, payload: dict[str, Any], result: Any,
+           with_attempts: bool) -> JobPublic:  # fmt: skip
+        return cls(
+            id=v.id,
+            type=v.type,
+            queue=v.queue,
+            state=v.state,
+            stage=v.stage,
+            progress=v.progress,
+            message=v.message,
+            payload=payload,
+            result=result,
+            error=ErrorInfoPublic(**v.error) if v.error else None,
+            attempt=v.attempt,
+            max_attempts=v.max_attempts,
+            cancel_requested=v.cancel_requested,
+            idempotency_key=v.idempotency_key,
+            timeout_s=v.timeout_s,
+            created_at=v.created_at,
+            scheduled_at=v.scheduled_at,
+            started_at=v.started_at,
+            finished_at=v.finished_at,
+            attempts=[AttemptPublic.of(a) for a in v.attempts] if with_attempts else None,
+            links=links,
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None
+
+
+class JobTypePublic(BaseModel):
+    name: str
+    queue: str
+    max_attempts: int
+    backoff_base_s: float
+    backoff_cap_s: float
+    timeout_s: float | None
+    stages: list[str]
+    payload_schema: dict[str, Any]
+
+
+class QueuePublic(BaseModel):
+    name: str
+    counts: dict[str, int]
+    oldest_queued_age_seconds: float | None
+    completed_last_minute: int
+    failed_last_minute: int
+    mean_wait_seconds: float | None
+    mean_run_seconds: float | None
+
+
+class WorkerPublic(BaseModel):
+    id: str
+    host: str
+    pid: int
+    queues: dict[str, int]
+    concurrency: int
+    in_flight: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    database: Check
+    redis: Check | None
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

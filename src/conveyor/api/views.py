@@ -1,0 +1,44 @@
+"""Turning job views into response bodies: links and secret masking in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from conveyor.api.schemas import JobAccepted, JobPublic, Links
+from conveyor.app import Conveyor
+from conveyor.core.payloads import mask_secrets
+from conveyor.core.states import State
+from conveyor.core.views import JobView
+
+
+def links(request: Request, job_id: str) -> Links:
+    base = f"{request.scope.get('root_path', '')}/jobs/{job_id}"
+    return Links(self=base, events=f"{base}/events", cancel=f"{base}/cancel")
+
+
+def secret_fields(conveyor: Conveyor, job_type: str) -> frozenset[str]:
+    if job_type in conveyor.registry:
+        return conveyor.registry.get(job_type).secret_fields
+    return frozenset()
+
+
+def masked(conveyor: Conveyor, job_type: str, value: Any) -> Any:
+    return mask_secrets(value, secret_fields(conveyor, job_type))
+
+
+def job_public(
+    request: Request, conveyor: Conveyor, view: JobView, *, with_attempts: bool = True
+) -> JobPublic:
+    return JobPublic.of(
+        view,
+        links(request, view.id),
+        payload=masked(conveyor, view.type, view.payload),
+        result=masked(conveyor, view.type, view.result),
+        with_attempts=with_attempts,
+    )
+
+
+def accepted(request: Request, job_id: str, state: State, created: bool) -> JobAccepted:
+    return JobAccepted(id=job_id, state=state, created=created, links=links(request, job_id))

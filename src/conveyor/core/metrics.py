@@ -1,0 +1,44 @@
+"""Names and buckets of the metrics every process contributes to (no I/O)."""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from datetime import datetime
+
+from conveyor.core.states import State
+
+BUCKETS_S: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+OUTCOME_METRICS = {
+    State.COMPLETED: "jobs_completed_total",
+    State.FAILED: "jobs_failed_total",
+    State.RETRYING: "jobs_retried_total",
+    State.CANCELED: "jobs_canceled_total",
+}
+FENCED = "writes_fenced_total"
+
+#: (metric, job type, queue, histogram bound or "") -> amount
+Key = tuple[str, str, str, str]
+
+
+def observe(deltas: Counter[Key], name: str, job_type: str, queue: str, seconds: float) -> None:
+    """Add one observation to a cumulative histogram kept as counters."""
+    seconds = max(0.0, seconds)
+    first = bisect.bisect_left(BUCKETS_S, seconds)
+    for bound in BUCKETS_S[first:]:
+        deltas[(f"{name}_bucket", job_type, queue, _le(bound))] += 1
+    deltas[(f"{name}_bucket", job_type, queue, "+Inf")] += 1
+    deltas[(f"{name}_sum", job_type, queue, "")] += seconds
+    deltas[(f"{name}_count", job_type, queue, "")] += 1
+
+
+def _le(bound: float) -> str:
+    return repr(bound)
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()

@@ -1,0 +1,47 @@
+"""`conveyor up`: migrate, start a worker process, serve the API in this one."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import uvicorn
+
+from conveyor.api.app import create_app
+from conveyor.loading import load_app
+from conveyor.store import make_engine
+from conveyor.store.schema import upgrade
+from conveyor.worker.supervisor import die_with_parent
+
+log = logging.getLogger("conveyor.up")
+
+
+def run_up(app_spec: str, host: str, port: int, concurrency: int, demo: bool) -> int:
+    app = load_app(app_spec)
+    settings = app.settings
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    argv = [sys.executable, "-m", "conveyor", "worker", "--app", app_spec,
+            "--concurrency", str(concurrency)]  # fmt: skip
+    worker = subprocess.Popen(argv, preexec_fn=die_with_parent)
+    base = f"http://{host}:{port}"
+    dispatch = "Redis" if settings.redis_url else "the database"
+    print(f"Conveyor is up: {settings.database_url}, dispatch through {dispatch}", flush=True)
+    print(f"  API docs   {base}/docs\n  jobs       {base}/jobs\n  queues     {base}/queues")
+    if demo:
+        from conveyor.demo import enqueue_examples
+
+        for job_type, job_id in enqueue_examples():
+            print(f"  {job_type:<15} {base}/jobs/{job_id}   (live: {base}/jobs/{job_id}/events)")
+    sys.stdout.flush()
+    try:
+        uvicorn.run(create_app(app), host=host, port=port, log_level="warning")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(35)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    return 0
