@@ -2,72 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Select, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
-from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from conveyor.core.errors import (
-    ConfigurationError,
-    DatabaseUnavailable,
     IdempotencyConflict,
     IllegalTransition,
     JobNotFound,
 )
 from conveyor.core.states import CANCELABLE, RETRYABLE, State
 from conveyor.core.views import AttemptView, JobView, Page
+from conveyor.store.errors import translate_errors
 from conveyor.store.records import Inserted, NewJob
 from conveyor.store.tables import attempts, jobs
 
 MAX_PAGE = 1000
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def translate_errors(fn: F) -> F:
-    """Driver connection failures become DatabaseUnavailable (the driver error in __cause__)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (OperationalError, InterfaceError, ProgrammingError, SATimeoutError) as exc:
-            text = str(getattr(exc, "orig", exc)).lower()
-            if "conveyor_" in text and ("no such table" in text or "does not exist" in text):
-                raise ConfigurationError(
-                    "Conveyor's tables are missing in this database; run `conveyor db upgrade`"
-                ) from exc
-            if isinstance(exc, ProgrammingError):
-                raise
-            if (
-                isinstance(exc, DBAPIError)
-                and not exc.connection_invalidated
-                and not _is_connect(exc)
-            ):
-                raise
-            raise DatabaseUnavailable(f"the database is unreachable: {_first_line(exc)}") from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _is_connect(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower()
-    return any(
-        marker in text
-        for marker in ("connect", "connection", "server closed", "terminating", "unable to open")
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
 class JobStore:

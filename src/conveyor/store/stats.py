@@ -10,6 +10,7 @@ from sqlalchemy import Engine, and_, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.states import ACTIVE, State
+from conveyor.store.errors import translate_errors
 from conveyor.store.tables import counters, jobs
 
 #: (metric, job type, queue, histogram bound or "") -> amount to add
@@ -38,10 +39,12 @@ class StatsStore:
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)
 
+    @translate_errors
     def counters(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(counters))]
 
+    @translate_errors
     def queue_overview(self, now: datetime) -> dict[str, dict[str, Any]]:
         """Per queue: active counts by state, oldest queued age, the last minute's work."""
         queues: dict[str, dict[str, Any]] = {}

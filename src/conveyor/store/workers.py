@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
+from conveyor.store.errors import translate_errors
 from conveyor.store.tables import workers
 
 
@@ -56,6 +57,7 @@ class WorkerStore:
                 .values(stopped_at=now, in_flight=0, heartbeat_at=now)
             )
 
+    @translate_errors
     def alive(self, since: datetime) -> list[dict[str, Any]]:
         query = (
             select(workers)

@@ -113,6 +113,27 @@ def get_job(job_id: str, request: Request, conveyor: ConveyorDep) -> JobPublic:
     return job_public(request, conveyor, conveyor.client.get(job_id))
 
 
+TimeQuery = Query(
+    max_length=64,
+    json_schema_extra={"format": "date-time"},
+    description="An RFC 3339 time with a zone, e.g. 2026-11-26T08:00:00Z.",
+)
+
+
+def _time(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(
+            422, "validation_error", f"{name}: {text!r} is not an RFC 3339 time"
+        ) from None
+    if value.tzinfo is None:
+        raise ApiError(422, "validation_error", f"{name} needs a time zone, e.g. ...Z")
+    return value
+
+
 @router.get("", response_model=JobPage)
 def list_jobs(
     request: Request,
@@ -120,23 +141,20 @@ def list_jobs(
     state: State | None = None,
     type: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     queue: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: Annotated[str | None, TimeQuery] = None,
+    created_before: Annotated[str | None, TimeQuery] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> JobPage:
     """Jobs newest first, by keyset pagination: pass ``next_cursor`` back as ``cursor``."""
     if cursor is not None and not is_job_id(cursor):
         raise ApiError(422, "invalid_cursor", "cursor must be a next_cursor from a previous page")
-    for name, value in (("created_after", created_after), ("created_before", created_before)):
-        if value is not None and value.tzinfo is None:
-            raise ApiError(422, "validation_error", f"{name} needs a time zone, e.g. ...Z")
     page = conveyor.client.list(
         state=state,
         type=type,
         queue=queue,
-        created_after=created_after,
-        created_before=created_before,
+        created_after=_time("created_after", created_after),
+        created_before=_time("created_before", created_before),
         cursor=cursor,
         limit=limit,
     )
