@@ -7,26 +7,24 @@ import logging
 import os
 import socket
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from conveyor.core import metrics
 from conveyor.core.errors import UnknownJobType
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.shares import Shares
-from conveyor.core.states import State
-from conveyor.store import ClaimedJob, Finish, ProgressUpdate, RunStore, WorkerStore, make_engine
+from conveyor.store import ClaimedJob, Finish, RunStore, WorkerStore, make_engine
 from conveyor.store.schema import upgrade
 from conveyor.store.stats import StatsStore
 from conveyor.worker.context import Context, Progress
 from conveyor.worker.execute import CANCEL, SHUTDOWN, execute
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.source import DatabaseSource, RedisSource
+from conveyor.worker.writer import Writer
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -36,7 +34,6 @@ T = TypeVar("T")
 
 MAX_CLAIM_BATCH = 200
 FETCH_BLOCK_S = 1.0
-METRICS_FLUSH_S = 1.0
 
 
 def utcnow() -> datetime:
@@ -61,13 +58,6 @@ class Run:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-@dataclass
-class Stats:
-    claimed: int = 0
-    finished: int = 0
-    fenced: int = 0  # finishes rejected because the attempt no longer owned the job
-
-
 class Worker:
     def __init__(
         self,
@@ -88,16 +78,11 @@ class Worker:
         self.grace_s = settings.grace_seconds if grace_s is None else grace_s
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.migrate = migrate
-        self.stats = Stats()
         self.runs: dict[str, Run] = {}
-        self._finishes: list[tuple[Finish, ClaimedJob]] = []
-        self._metrics: Counter[metrics.Key] = Counter()
-        self._finish_wakeup = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._hurry = False
-        self._dirty: dict[str, Run] = {}  # runs with progress not yet written
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -123,11 +108,11 @@ class Worker:
             )
             log.info("worker %s serving %s", self.worker_id, self.queues)
             loops = [
-                self._finisher_loop(),
+                self.writer.finish_loop(),
+                self.writer.progress_loop(self.settings.progress_flush_seconds),
+                self.writer.metrics_loop(),
                 self._heartbeat_loop(),
                 self._cancel_loop(),
-                self._progress_loop(),
-                self._metrics_loop(),
                 self.maintenance.loop(self._stopping),
             ]
             background = [asyncio.create_task(c) for c in loops]
@@ -136,9 +121,7 @@ class Worker:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._flush_progress()
-            await self._flush_finishes(final=True)
-            await self._flush_metrics()
+            await self.writer.flush_all()
             await self._io(self.worker_store.stop, self.worker_id, utcnow())
         finally:
             self._teardown()
@@ -152,7 +135,6 @@ class Worker:
         self.engine = engine
         self.run_store = RunStore(engine)
         self.worker_store = WorkerStore(engine)
-        self.stats_store = StatsStore(engine)
         self.dispatcher = self.app.make_dispatcher(self.worker_id)
         self.io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
         self.fetch_io = ThreadPoolExecutor(1, thread_name_prefix="conveyor-fetch")
@@ -167,6 +149,8 @@ class Worker:
             self.run_store, self.dispatcher, self.app.registry, self.settings, self._io
         )
         self.maintenance.queues = list(self.queues)
+        self.writer = Writer(self.run_store, StatsStore(engine), self.dispatcher, self._io)
+        self.stats = self.writer.stats
 
     def _teardown(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)
@@ -209,10 +193,7 @@ class Worker:
             log.warning("could not hand back fetched ids (%s); the reconciler will", exc)
 
     def _start(self, job: ClaimedJob) -> None:
-        self.stats.claimed += 1
-        wait_s = metrics.seconds_between(job.ready_at, job.started_at)
-        if wait_s is not None:
-            metrics.observe(self._metrics, "job_wait_seconds", job.type, job.queue, wait_s)
+        self.writer.claimed(job)
         progress = Progress(job.progress, job.stage)
         stages = ()
         if job.type in self.app.registry:
@@ -224,7 +205,7 @@ class Worker:
             attempt=job.attempt,
             stages=stages,
             progress=progress,
-            on_dirty=self._mark_dirty,
+            on_dirty=self._progressed,
         )
         run = Run(job, ctx, progress)
         self.runs[job.id] = run
@@ -286,9 +267,12 @@ class Worker:
             stage=run.progress.stage,
             message=run.progress.message,
         )
-        self._dirty.pop(job.id, None)  # the finish carries the last report
-        self._finishes.append((finish, job))
-        self._finish_wakeup.set()
+        self.writer.finished(finish, job)
+
+    def _progressed(self, job_id: str) -> None:
+        run = self.runs.get(job_id)
+        if run is not None:
+            self.writer.progressed(run.job, run.progress)
 
     def _policy(self, job_type: str, max_attempts: int) -> RetryPolicy:
         base = self.app.registry.get(job_type).policy if job_type in self.app.registry else None
@@ -303,100 +287,6 @@ class Worker:
             retry_on=base.retry_on,
             dont_retry_on=base.dont_retry_on,
         )
-
-    # -- writes -----------------------------------------------------------------------------
-
-    async def _finisher_loop(self) -> None:
-        while True:
-            await self._finish_wakeup.wait()
-            self._finish_wakeup.clear()
-            await self._flush_finishes()
-
-    async def _flush_finishes(self, final: bool = False) -> None:
-        failures = 0
-        while self._finishes:
-            batch, self._finishes = self._finishes, []
-            try:
-                accepted = await self._io(self.run_store.finish, [f for f, _ in batch])
-            except BaseException as exc:
-                # Keep the results and write them when the database is back (or, when this
-                # task is cancelled at shutdown, in the final flush; writes are idempotent).
-                self._finishes = batch + self._finishes
-                if not isinstance(exc, Exception):
-                    raise
-                failures += 1
-                log.warning("writing %d finished attempt(s) failed (%s); retrying", len(batch), exc)
-                if final and failures > 20:
-                    log.error("giving up on %d finished attempt(s)", len(self._finishes))
-                    return
-                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
-                continue
-            self.stats.finished += accepted
-            self.stats.fenced += len(batch) - accepted
-            self._count(batch, fenced=len(batch) - accepted)
-            requeued = [(job.queue, f.job_id) for f, job in batch if f.state is State.QUEUED]
-            if requeued:
-                try:
-                    await self._io(self.dispatcher.push, requeued)
-                except Exception as exc:
-                    log.warning("could not re-dispatch %d job(s): %s", len(requeued), exc)
-
-    def _mark_dirty(self, job_id: str) -> None:
-        run = self.runs.get(job_id)
-        if run is not None:
-            self._dirty[job_id] = run
-
-    def _count(self, batch: list[tuple[Finish, ClaimedJob]], fenced: int) -> None:
-        for finish, job in batch:
-            name = metrics.OUTCOME_METRICS.get(finish.state)
-            if name is not None:
-                self._metrics[(name, job.type, job.queue, "")] += 1
-            if finish.state in (State.COMPLETED, State.FAILED, State.RETRYING):
-                run_s = metrics.seconds_between(job.started_at, finish.finished_at)
-                if run_s is not None:
-                    metrics.observe(self._metrics, "job_run_seconds", job.type, job.queue, run_s)
-        if fenced:
-            self._metrics[(metrics.FENCED, "", "", "")] += fenced
-
-    async def _metrics_loop(self) -> None:
-        while True:
-            await asyncio.sleep(METRICS_FLUSH_S)
-            await self._flush_metrics()
-
-    async def _flush_metrics(self) -> None:
-        if not self._metrics:
-            return
-        deltas, self._metrics = self._metrics, Counter()
-        try:
-            await self._io(self.stats_store.add, deltas)
-        except BaseException as exc:
-            self._metrics.update(deltas)  # counters are added, so retrying later is exact
-            if not isinstance(exc, Exception):
-                raise
-            log.warning("metrics write failed: %s", exc)
-
-    async def _progress_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.progress_flush_seconds)
-            try:
-                await self._flush_progress()
-            except Exception as exc:
-                log.warning("progress write failed: %s", exc)
-
-    async def _flush_progress(self) -> None:
-        if not self._dirty:
-            return
-        dirty, self._dirty = self._dirty, {}
-        updates = []
-        for job_id, run in dirty.items():
-            p = run.progress
-            p.dirty = False
-            updates.append(ProgressUpdate(job_id, run.job.attempt, p.progress, p.stage, p.message))
-        try:
-            await self._io(self.run_store.save_progress, updates, utcnow())
-        except BaseException:
-            self._dirty = dirty | self._dirty
-            raise
 
     # -- leases, cancels, shutdown ----------------------------------------------------------
 

@@ -1,0 +1,167 @@
+"""The worker's writes, batched: finished attempts, coalesced progress, metric counters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from conveyor.core import metrics
+from conveyor.core.states import State
+from conveyor.dispatch.base import Dispatcher
+from conveyor.store import ClaimedJob, Finish, ProgressUpdate, RunStore
+from conveyor.store.stats import StatsStore
+from conveyor.worker.context import Progress
+
+log = logging.getLogger("conveyor.worker")
+
+METRICS_FLUSH_S = 1.0
+IO = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class Stats:
+    claimed: int = 0
+    finished: int = 0
+    fenced: int = 0  # finishes rejected because the attempt no longer owned the job
+
+
+class Writer:
+    """Collects what running jobs report and writes it in few, fenced transactions.
+
+    A failed write keeps its batch for the next try: results of finished attempts survive
+    a database outage and are written (idempotently) when it is back.
+    """
+
+    def __init__(
+        self, runs: RunStore, stats_store: StatsStore, dispatcher: Dispatcher, io: IO
+    ) -> None:
+        self.runs = runs
+        self.stats_store = stats_store
+        self.dispatcher = dispatcher
+        self.io = io
+        self.stats = Stats()
+        self._finishes: list[tuple[Finish, ClaimedJob]] = []
+        self._dirty: dict[str, tuple[ClaimedJob, Progress]] = {}
+        self._metrics: Counter[metrics.Key] = Counter()
+        self._wakeup = asyncio.Event()
+
+    # -- what the worker hands over ---------------------------------------------------------
+
+    def claimed(self, job: ClaimedJob) -> None:
+        self.stats.claimed += 1
+        wait_s = metrics.seconds_between(job.ready_at, job.started_at)
+        if wait_s is not None:
+            metrics.observe(self._metrics, "job_wait_seconds", job.type, job.queue, wait_s)
+
+    def progressed(self, job: ClaimedJob, progress: Progress) -> None:
+        self._dirty[job.id] = (job, progress)
+
+    def finished(self, finish: Finish, job: ClaimedJob) -> None:
+        self._dirty.pop(job.id, None)  # the finish carries the last report
+        self._finishes.append((finish, job))
+        self._wakeup.set()
+
+    # -- loops ------------------------------------------------------------------------------
+
+    async def finish_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self.flush_finishes()
+
+    async def progress_loop(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush_progress()
+            except Exception as exc:
+                log.warning("progress write failed: %s", exc)
+
+    async def metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_S)
+            await self.flush_metrics()
+
+    async def flush_all(self) -> None:
+        await self.flush_progress()
+        await self.flush_finishes(final=True)
+        await self.flush_metrics()
+
+    # -- flushes ----------------------------------------------------------------------------
+
+    async def flush_finishes(self, final: bool = False) -> None:
+        failures = 0
+        while self._finishes:
+            batch, self._finishes = self._finishes, []
+            try:
+                accepted = await self.io(self.runs.finish, [f for f, _ in batch])
+            except BaseException as exc:
+                # Keep the batch (when cancelled at shutdown too: the final flush writes it;
+                # a repeated finish changes nothing).
+                self._finishes = batch + self._finishes
+                if not isinstance(exc, Exception):
+                    raise
+                failures += 1
+                log.warning("writing %d finished attempt(s) failed (%s); retrying", len(batch), exc)
+                if final and failures > 20:
+                    log.error("giving up on %d finished attempt(s)", len(self._finishes))
+                    return
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                continue
+            self.stats.finished += accepted
+            self.stats.fenced += len(batch) - accepted
+            self._count(batch, fenced=len(batch) - accepted)
+            await self._redispatch(
+                [(job.queue, f.job_id) for f, job in batch if f.state is State.QUEUED]
+            )
+
+    async def _redispatch(self, items: list[tuple[str, str]]) -> None:
+        if not items:
+            return
+        try:
+            await self.io(self.dispatcher.push, items)
+        except Exception as exc:
+            log.warning("could not re-dispatch %d job(s): %s", len(items), exc)
+
+    async def flush_progress(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        updates = []
+        for job_id, (job, p) in dirty.items():
+            p.dirty = False
+            updates.append(ProgressUpdate(job_id, job.attempt, p.progress, p.stage, p.message))
+        try:
+            await self.io(self.runs.save_progress, updates, datetime.now(UTC))
+        except BaseException:
+            self._dirty = dirty | self._dirty
+            raise
+
+    async def flush_metrics(self) -> None:
+        if not self._metrics:
+            return
+        deltas, self._metrics = self._metrics, Counter()
+        try:
+            await self.io(self.stats_store.add, deltas)
+        except BaseException as exc:
+            self._metrics.update(deltas)  # counters are added, so retrying later is exact
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("metrics write failed: %s", exc)
+
+    def _count(self, batch: list[tuple[Finish, ClaimedJob]], fenced: int) -> None:
+        for finish, job in batch:
+            name = metrics.OUTCOME_METRICS.get(finish.state)
+            if name is not None:
+                self._metrics[(name, job.type, job.queue, "")] += 1
+            if finish.state in (State.COMPLETED, State.FAILED, State.RETRYING):
+                run_s = metrics.seconds_between(job.started_at, finish.finished_at)
+                if run_s is not None:
+                    metrics.observe(self._metrics, "job_run_seconds", job.type, job.queue, run_s)
+        if fenced:
+            self._metrics[(metrics.FENCED, "", "", "")] += fenced
