@@ -1,6 +1,6 @@
 """W1: N no-op jobs enqueued in bulk, then drained by `conveyor worker --processes P`.
 
-    python -m bench.throughput --backend pg-redis --jobs 10000 --processes 2
+python -m bench.throughput --backend pg-redis --jobs 10000 --processes 2
 """
 
 from __future__ import annotations
@@ -69,9 +69,20 @@ def run(backend: str, n_jobs: int, processes: int, concurrency: int) -> dict[str
             env["PYTHONPATH"] = str(ROOT)
             if redis_url:
                 env["CONVEYOR_REDIS_URL"] = redis_url
-            argv = [sys.executable, "-m", "conveyor", "--log-level", "WARNING", "worker",
-                    "--app", "bench.jobs:app", "--processes", str(processes),
-                    "--concurrency", str(concurrency)]
+            argv = [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "--log-level",
+                "WARNING",
+                "worker",
+                "--app",
+                "bench.jobs:app",
+                "--processes",
+                str(processes),
+                "--concurrency",
+                str(concurrency),
+            ]
             launched = time.perf_counter()
             worker = subprocess.Popen(argv, env=env, cwd=ROOT)
             done_query = select(func.count()).select_from(jobs).where(jobs.c.state == "completed")

@@ -176,13 +176,22 @@ class Client:
     # -- change -----------------------------------------------------------------------------
 
     def cancel(self, job_id: str) -> JobView:
-        view, _changed = self.jobs.cancel(job_id, utcnow())
+        view, changed = self.jobs.cancel(job_id, utcnow())
+        if changed:
+            self._announce(view.id)
         return view
 
     def retry(self, job_id: str) -> JobView:
         view = self.jobs.retry(job_id, utcnow())
         self._dispatch([(view.queue, view.id)])
+        self._announce(view.id)
         return view
+
+    def _announce(self, job_id: str) -> None:
+        try:
+            self.dispatcher.publish([job_id])
+        except Exception as exc:  # event streams fall back to polling
+            log.debug("publishing a job event failed: %s", exc)
 
 
 def _run_at(opts: EnqueueOptions, now: datetime) -> datetime | None:

@@ -10,11 +10,13 @@ from typing import Any
 
 from fastapi import Request
 
+from conveyor.api.hub import EventHub
 from conveyor.api.views import masked
 from conveyor.app import Conveyor
 from conveyor.core.views import JobView
 
-POLL_S = 0.2
+POLL_S = 0.2  # without Redis: how often a stream re-reads its job
+SLOW_POLL_S = 2.0  # with Redis notices: the safety net
 
 
 def version(view: JobView) -> int:
@@ -46,6 +48,27 @@ def _event(kind: str, event_id: int, data: dict[str, Any]) -> str:
 async def job_events(
     request: Request, conveyor: Conveyor, first: JobView, last_event_id: str | None
 ) -> AsyncIterator[str]:
+    hub: EventHub | None = request.app.state.hub
+    if hub is None:
+        async for chunk in _stream(request, conveyor, first, last_event_id, None):
+            yield chunk
+        return
+    changed = hub.watch(first.id)
+    try:
+        async for chunk in _stream(request, conveyor, first, last_event_id, changed):
+            yield chunk
+    finally:
+        hub.unwatch(first.id, changed)
+
+
+async def _stream(
+    request: Request,
+    conveyor: Conveyor,
+    first: JobView,
+    last_event_id: str | None,
+    changed: asyncio.Event | None,
+) -> AsyncIterator[str]:
+    """Re-read the job when told it changed (pub/sub), or every POLL_S without Redis."""
     heartbeat_s = conveyor.settings.sse_heartbeat_seconds
     seen = _parse_id(last_event_id)
     view = first
@@ -71,7 +94,14 @@ async def job_events(
             last_sent_at = time.monotonic()
         if await request.is_disconnected():
             return
-        await asyncio.sleep(POLL_S)
+        if changed is None:
+            await asyncio.sleep(POLL_S)
+        else:
+            try:  # notices can be lost (Redis restarts): poll slowly as well
+                await asyncio.wait_for(changed.wait(), SLOW_POLL_S)
+            except TimeoutError:
+                pass
+            changed.clear()
         view = await asyncio.to_thread(conveyor.client.jobs.get, view.id, with_attempts=False)
 
 

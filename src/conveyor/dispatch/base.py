@@ -32,6 +32,9 @@ class Dispatcher(Protocol):
     def depth(self, queue: str) -> int:
         """Ids the adapter holds for ``queue``: waiting and delivered-but-unacknowledged."""
 
+    def publish(self, job_ids: Sequence[str]) -> None:
+        """Tell listeners (event streams) that these jobs changed; best effort."""
+
     def close(self) -> None: ...
 
 
@@ -51,6 +54,9 @@ class NullDispatcher:
 
     def depth(self, queue: str) -> int:
         return 0
+
+    def publish(self, job_ids: Sequence[str]) -> None:
+        return None
 
     def close(self) -> None:
         return None

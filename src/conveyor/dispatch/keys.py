@@ -14,5 +14,6 @@ def epoch(prefix: str) -> str:
     return f"{prefix}:epoch"
 
 
-def events_channel(prefix: str, job_id: str) -> str:
-    return f"{prefix}:events:{job_id}"
+def events_channel(prefix: str) -> str:
+    """Pub/sub channel carrying the ids of jobs that just changed (state or progress)."""
+    return f"{prefix}:events"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import redis
 
 from conveyor.dispatch import keys
 from conveyor.dispatch.base import Delivery
+
+LISTENER_CHECK_S = 1.0
 
 
 class RedisDispatcher:
@@ -20,6 +23,8 @@ class RedisDispatcher:
         self.prefix = prefix
         self.consumer = consumer
         self._groups: set[str] = set()
+        self._listeners = 0
+        self._listeners_checked = float("-inf")
 
     def push(self, items: Sequence[tuple[str, str]]) -> None:
         if not items:
@@ -84,6 +89,24 @@ class RedisDispatcher:
             pipe.xack(stream, keys.GROUP, *tokens)
             pipe.xdel(stream, *tokens)
         pipe.execute()
+
+    def publish(self, job_ids: Sequence[str]) -> None:
+        if not job_ids or not self._has_listeners():
+            return
+        channel = keys.events_channel(self.prefix)
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.publish(channel, job_id)
+        pipe.execute()
+
+    def _has_listeners(self) -> bool:
+        """Whether any event stream listens; asked at most once a second."""
+        now = time.monotonic()
+        if now - self._listeners_checked >= LISTENER_CHECK_S:
+            channel = keys.events_channel(self.prefix)
+            self._listeners = int(dict(self.client.pubsub_numsub(channel)).get(channel.encode(), 0))
+            self._listeners_checked = now
+        return self._listeners > 0
 
     def ping(self) -> None:
         self.client.ping()
