@@ -16,8 +16,9 @@ from conveyor.core.registry import JobType, Registry, payload_model_for
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.settings import Settings, load_settings
 from conveyor.core.views import JobView, Page
-from conveyor.dispatch.base import Dispatcher, NullDispatcher
-from conveyor.store import JobStore, make_engine
+from conveyor.dispatch.base import Dispatcher
+from conveyor.dispatch.database import DatabaseDispatcher
+from conveyor.store import Engine, JobStore, make_engine
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,11 +56,13 @@ class Conveyor:
     def _connect(self) -> Client:
         settings = self.settings
         engine = make_engine(settings.database_url)
-        return Client(self.registry, settings, JobStore(engine), self.make_dispatcher("client"))
+        dispatcher = self.make_dispatcher("client", engine)
+        return Client(self.registry, settings, JobStore(engine), dispatcher)
 
-    def make_dispatcher(self, consumer: str) -> Dispatcher:
+    def make_dispatcher(self, consumer: str, engine: Engine) -> Dispatcher:
+        """Redis streams when CONVEYOR_REDIS_URL is set, else the database itself."""
         if not self.settings.redis_url:
-            return NullDispatcher()
+            return DatabaseDispatcher(engine)
         from conveyor.dispatch.redis import RedisDispatcher
 
         return RedisDispatcher(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from conveyor import State
 from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.settings import Settings
-from conveyor.dispatch.base import NullDispatcher
+from conveyor.dispatch.database import DatabaseDispatcher
 from conveyor.store import Finish, ProgressUpdate, RunStore
 from conveyor.worker.maintenance import Maintenance
 from tests.apps.jobs import app as jobs_app
@@ -28,7 +28,9 @@ def test_stale_attempt_writes_are_rejected(backend: Backend) -> None:
     (a,) = runs.claim_ids([handle.id], "worker-a", now, lease_s=1)
     assert a.attempt == 1
     later = now + timedelta(seconds=5)
-    maintenance = Maintenance(runs, NullDispatcher(), jobs_app.registry, Settings(), _io)
+    maintenance = Maintenance(
+        runs, DatabaseDispatcher(runs.engine), jobs_app.registry, Settings(), _io
+    )
     assert maintenance.recover_expired(later) == 1
     lost = app.get(handle.id)
     assert lost.state is State.FAILED  # sleeper has retries=0

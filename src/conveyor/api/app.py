@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from conveyor.api import errors
 from conveyor.api.deps import require_token
-from conveyor.api.hub import EventHub
+from conveyor.api.hub import hub_for
 from conveyor.api.limits import BodyLimit
 from conveyor.api.routes import jobs, system
 from conveyor.app import Conveyor
@@ -31,9 +31,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     api.state.conveyor = conveyor
     api.state.tokens = api_tokens(settings)
     api.state.enqueued = Counter()
-    api.state.hub = (
-        EventHub(settings.redis_url, settings.redis_prefix) if settings.redis_url else None
-    )
+    api.state.hub = hub_for(settings)
     errors.install(api)
     auth = [Depends(require_token)]
     api.include_router(jobs.router, dependencies=auth)

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 
-from conveyor.dispatch.events import job_changes
+from conveyor.core.settings import Settings
+from conveyor.dispatch.events import job_changes, pg_job_changes
 
 log = logging.getLogger("conveyor.api")
 
 
 class EventHub:
-    def __init__(self, redis_url: str, prefix: str) -> None:
-        self.redis_url = redis_url
-        self.prefix = prefix
+    """Fed by Redis pub/sub, or by PostgreSQL LISTEN/NOTIFY under database dispatch."""
+
+    def __init__(self, changes: Callable[[], AsyncIterator[str]]) -> None:
+        self.changes = changes
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -38,7 +41,7 @@ class EventHub:
         while self._waiters:
             try:
                 self.connected.set()
-                async for job_id in job_changes(self.redis_url, self.prefix):
+                async for job_id in self.changes():
                     failures = 0
                     for event in self._waiters.get(job_id, ()):
                         event.set()
@@ -49,3 +52,14 @@ class EventHub:
                 failures += 1
                 log.warning("event subscription failed (%s); retrying", exc)
                 await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+
+
+def hub_for(settings: Settings) -> EventHub | None:
+    """The hub for these settings; None on SQLite without Redis (streams poll)."""
+    if settings.redis_url:
+        url, prefix = settings.redis_url, settings.redis_prefix
+        return EventHub(lambda: job_changes(url, prefix))
+    if settings.database_url.startswith(("postgresql", "postgres")):
+        db_url = settings.database_url
+        return EventHub(lambda: pg_job_changes(db_url))
+    return None

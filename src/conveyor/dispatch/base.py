@@ -36,27 +36,3 @@ class Dispatcher(Protocol):
         """Tell listeners (event streams) that these jobs changed; best effort."""
 
     def close(self) -> None: ...
-
-
-class NullDispatcher:
-    """Database dispatch: workers claim from the database, so pushing is a no-op."""
-
-    delivers = False
-
-    def push(self, items: Sequence[tuple[str, str]]) -> None:
-        return None
-
-    def fetch(self, counts: Mapping[str, int], block_s: float) -> list[Delivery]:
-        raise NotImplementedError("database dispatch has no fetch; claim from the store")
-
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
-        return None
-
-    def depth(self, queue: str) -> int:
-        return 0
-
-    def publish(self, job_ids: Sequence[str]) -> None:
-        return None
-
-    def close(self) -> None:
-        return None

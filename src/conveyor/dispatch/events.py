@@ -24,3 +24,21 @@ async def job_changes(url: str, prefix: str) -> AsyncIterator[str]:
     finally:
         await pubsub.aclose()
         await client.aclose()
+
+
+async def pg_job_changes(url: str) -> AsyncIterator[str]:
+    """The same from PostgreSQL LISTEN/NOTIFY (database dispatch on PostgreSQL)."""
+    import psycopg
+
+    from conveyor.dispatch.database import CHANNEL
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5)
+    try:
+        await conn.execute(f"LISTEN {CHANNEL}")
+        async for notice in conn.notifies():
+            for job_id in notice.payload.split(","):
+                if job_id:
+                    yield job_id
+    finally:
+        await conn.close()

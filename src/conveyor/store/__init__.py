@@ -1,5 +1,7 @@
 """The store: the only package that speaks SQL. PostgreSQL (or SQLite) holds the truth."""
 
+from sqlalchemy import Engine
+
 from conveyor.store.engine import make_engine
 from conveyor.store.jobs import JobStore
 from conveyor.store.records import ClaimedJob, ExpiredRun, Finish, Inserted, NewJob, ProgressUpdate
@@ -8,6 +10,7 @@ from conveyor.store.workers import WorkerStore
 
 __all__ = [
     "ClaimedJob",
+    "Engine",
     "ExpiredRun",
     "Finish",
     "Inserted",

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,6 +83,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
         self._hurry = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -135,7 +136,7 @@ class Worker:
         self.engine = engine
         self.run_store = RunStore(engine)
         self.worker_store = WorkerStore(engine)
-        self.dispatcher = self.app.make_dispatcher(self.worker_id)
+        self.dispatcher = self.app.make_dispatcher(self.worker_id, engine)
         self.io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
         self.fetch_io = ThreadPoolExecutor(1, thread_name_prefix="conveyor-fetch")
         self.threads = ThreadPoolExecutor(self.concurrency + 4, thread_name_prefix="conveyor-job")
@@ -187,10 +188,17 @@ class Worker:
                 continue
             for job in claimed:
                 self._start(job)
+            if claimed:
+                self._background(self.writer.announce([job.id for job in claimed]))
         try:
             await loop.run_in_executor(self.fetch_io, self.source.release)
         except Exception as exc:
             log.warning("could not hand back fetched ids (%s); the reconciler will", exc)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._tasks.discard)
 
     def _start(self, job: ClaimedJob) -> None:
         self.writer.claimed(job)

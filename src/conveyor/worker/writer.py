@@ -116,7 +116,7 @@ class Writer:
             self.stats.finished += accepted
             self.stats.fenced += len(batch) - accepted
             self._count(batch, fenced=len(batch) - accepted)
-            await self._announce([f.job_id for f, _ in batch])
+            await self.announce([f.job_id for f, _ in batch])
             await self._redispatch(
                 [(job.queue, f.job_id) for f, job in batch if f.state is State.QUEUED]
             )
@@ -142,9 +142,10 @@ class Writer:
         except BaseException:
             self._dirty = dirty | self._dirty
             raise
-        await self._announce(list(dirty))
+        await self.announce(list(dirty))
 
-    async def _announce(self, job_ids: list[str]) -> None:
+    async def announce(self, job_ids: list[str]) -> None:
+        """Tell event streams these jobs changed (best effort; they also poll)."""
         try:
             await self.io(self.dispatcher.publish, job_ids)
         except Exception as exc:  # event streams fall back to polling
