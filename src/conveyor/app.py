@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -96,7 +97,7 @@ class Conveyor:
         secret_fields: Iterable[str] = (),
     ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
-    def job(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    def job(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:  # type: ignore[misc]
         """Register a handler as a job type (usable bare or with options)."""
         if fn is not None:
             return self._register(fn, **options)
@@ -188,7 +189,7 @@ class Conveyor:
 
     async def aenqueue_many(
         self, requests: Sequence[EnqueueRequest], *, connection: Any = None
-    ) -> list[JobHandle]:
+    ) -> builtins.list[JobHandle]:
         return await asyncio.to_thread(self.enqueue_many, requests, connection=connection)
 
     async def aget(self, job_id: str) -> JobView:

@@ -38,7 +38,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     api.include_router(system.router, dependencies=auth)
     api.include_router(system.public)
     api.include_router(_docs(api), dependencies=auth)
-    api.add_middleware(BodyLimit, limit=settings.max_body_bytes)  # type: ignore[arg-type]
+    api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return api
 
 

@@ -48,7 +48,7 @@ def error_response(
 def _status_of(exc: errors.ConveyorError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 422
 
 

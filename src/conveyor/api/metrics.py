@@ -113,5 +113,5 @@ def _le(bound: float) -> str:
 
 def render_metrics(enqueued: Enqueued, conveyor: Conveyor) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(enqueued, conveyor))  # type: ignore[arg-type]
+    registry.register(_Collector(enqueued, conveyor))
     return generate_latest(registry), CONTENT_TYPE_LATEST

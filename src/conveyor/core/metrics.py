@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+from collections import defaultdict
 from datetime import datetime
 
 from conveyor.core.states import State
@@ -21,9 +21,14 @@ FENCED = "writes_fenced_total"
 
 #: (metric, job type, queue, histogram bound or "") -> amount
 Key = tuple[str, str, str, str]
+Deltas = defaultdict[Key, float]  # amounts to add: counts and sums of seconds
 
 
-def observe(deltas: Counter[Key], name: str, job_type: str, queue: str, seconds: float) -> None:
+def new_deltas() -> Deltas:
+    return defaultdict(float)
+
+
+def observe(deltas: Deltas, name: str, job_type: str, queue: str, seconds: float) -> None:
     """Add one observation to a cumulative histogram kept as counters."""
     seconds = max(0.0, seconds)
     first = bisect.bisect_left(BUCKETS_S, seconds)

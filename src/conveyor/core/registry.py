@@ -106,9 +106,7 @@ def payload_model_for(name: str, handler: Handler) -> tuple[type[pydantic.BaseMo
     model_name = "".join(part.title() for part in name.replace(".", "_").split("_")) + "Payload"
     config = pydantic.ConfigDict(extra="forbid", populate_by_name=False)
     try:
-        model = pydantic.create_model(  # type: ignore[call-overload]
-            model_name, __config__=config, **fields
-        )
+        model = pydantic.create_model(model_name, __config__=config, **fields)
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
         raise ConfigurationError(
             f"job {name!r}: its parameters cannot form a JSON payload schema: {exc}"

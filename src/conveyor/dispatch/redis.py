@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis
 
@@ -62,8 +63,8 @@ class RedisDispatcher:
         return deliveries
 
     def _read_blocking(self, wanted: Mapping[str, int], block_s: float) -> list[Delivery]:
-        streams = {keys.queue_stream(self.prefix, q): ">" for q in wanted}
-        reply = self.client.xreadgroup(
+        streams: dict[Any, Any] = {keys.queue_stream(self.prefix, q): ">" for q in wanted}
+        reply: Any = self.client.xreadgroup(
             keys.GROUP,
             self.consumer,
             streams,

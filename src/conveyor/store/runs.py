@@ -110,8 +110,7 @@ class RunStore:
             )
             .returning(*_CLAIM_COLUMNS)
         )
-        rows = conn.execute(stmt).all()
-        rows.sort(key=lambda r: str(r.id))
+        rows = sorted(conn.execute(stmt).all(), key=lambda r: str(r.id))
         return [
             ClaimedJob(
                 id=str(r.id),

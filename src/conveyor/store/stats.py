@@ -92,9 +92,9 @@ class StatsStore:
             for queue, e in queues.items():
                 e.setdefault("completed_last_minute", 0)
                 e.setdefault("failed_last_minute", 0)
-                f = finished.get(queue)
-                e["mean_run_seconds"] = round(f["run"] / f["n"], 6) if f else None
-                e["mean_wait_seconds"] = round(f["wait"] / f["n"], 6) if f else None
+                done = finished.get(queue)
+                e["mean_run_seconds"] = round(done["run"] / done["n"], 6) if done else None
+                e["mean_wait_seconds"] = round(done["wait"] / done["n"], 6) if done else None
                 oldest = conn.execute(
                     select(jobs.c.created_at)
                     .where(and_(jobs.c.state == State.QUEUED.value, jobs.c.queue == queue))

@@ -203,7 +203,7 @@ class Worker:
     def _start(self, job: ClaimedJob) -> None:
         self.writer.claimed(job)
         progress = Progress(job.progress, job.stage)
-        stages = ()
+        stages: tuple[str, ...] = ()
         if job.type in self.app.registry:
             stages = self.app.registry.get(job.type).stages
         ctx = Context(

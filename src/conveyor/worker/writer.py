@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +46,7 @@ class Writer:
         self.stats = Stats()
         self._finishes: list[tuple[Finish, ClaimedJob]] = []
         self._dirty: dict[str, tuple[ClaimedJob, Progress]] = {}
-        self._metrics: Counter[metrics.Key] = Counter()
+        self._metrics = metrics.new_deltas()
         self._wakeup = asyncio.Event()
 
     # -- what the worker hands over ---------------------------------------------------------
@@ -154,11 +153,12 @@ class Writer:
     async def flush_metrics(self) -> None:
         if not self._metrics:
             return
-        deltas, self._metrics = self._metrics, Counter()
+        deltas, self._metrics = self._metrics, metrics.new_deltas()
         try:
             await self.io(self.stats_store.add, deltas)
         except BaseException as exc:
-            self._metrics.update(deltas)  # counters are added, so retrying later is exact
+            for key, amount in deltas.items():  # counters are added: retrying later is exact
+                self._metrics[key] += amount
             if not isinstance(exc, Exception):
                 raise
             log.warning("metrics write failed: %s", exc)
