@@ -84,3 +84,17 @@ def test_jobs_lost_when_redis_restarted_empty_are_redispatched(pg_redis: Backend
         client.delete(key)  # Redis lost everything it held
     pg_redis.worker()
     assert [app.wait(h.id, timeout=20).result for h in handles] == list(range(5))
+
+
+def test_deliveries_a_dead_worker_fetched_are_handed_out_again(pg_redis: Backend) -> None:
+    app = pg_redis.app()
+    handle = app.enqueue("add", {"a": 9})
+    dead = _dispatcher(pg_redis, "dead-worker")
+    (fetched,) = dead.fetch({"default": 10}, block_s=0)  # fetched, never claimed nor acked
+    assert fetched.job_id == handle.id
+    time.sleep(0.2)
+    live = _dispatcher(pg_redis, "reconciler")
+    assert live.reclaim("default", idle_s=0.1) == 1
+    again = live.fetch({"default": 10}, block_s=0)
+    assert [d.job_id for d in again] == [handle.id]
+    assert live.reclaim("default", idle_s=60) == 0  # fresh deliveries are left alone

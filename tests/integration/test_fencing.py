@@ -105,3 +105,19 @@ def test_recovery_loses_to_a_renewed_lease(backend: Backend) -> None:
     assert runs.finish([recovery]) == 0
     view = app.get(handle.id)
     assert view.state is State.RUNNING and view.attempts == []  # no attempt row written
+
+
+def test_a_lost_run_that_was_being_canceled_ends_canceled(backend: Backend) -> None:
+    app = backend.app()
+    runs = RunStore(app.client.jobs.engine)
+    handle = app.enqueue("flaky", {"fail_times": 0})  # retries=3: would otherwise retry
+    now = datetime.now(UTC)
+    runs.claim_ids([handle.id], "worker-a", now, lease_s=1)
+    assert app.cancel(handle.id).cancel_requested
+    maintenance = Maintenance(
+        runs, DatabaseDispatcher(runs.engine), jobs_app.registry, Settings(), _io
+    )
+    assert maintenance.recover_expired(now + timedelta(seconds=5)) == 1
+    view = app.get(handle.id)
+    assert view.state is State.CANCELED
+    assert [a.outcome for a in view.attempts] == ["worker_lost"]

@@ -32,6 +32,10 @@ class Dispatcher(Protocol):
     def depth(self, queue: str) -> int:
         """Ids the adapter holds for ``queue``: waiting and delivered-but-unacknowledged."""
 
+    def reclaim(self, queue: str, idle_s: float) -> int:
+        """Make deliveries that a consumer fetched but never acknowledged (it died) for
+        ``idle_s`` deliverable again; returns how many."""
+
     def publish(self, job_ids: Sequence[str]) -> None:
         """Tell listeners (event streams) that these jobs changed; best effort."""
 

@@ -34,6 +34,9 @@ class DatabaseDispatcher:
     def depth(self, queue: str) -> int:
         return 0
 
+    def reclaim(self, queue: str, idle_s: float) -> int:
+        return 0
+
     def publish(self, job_ids: Sequence[str]) -> None:
         if not self.notifies or not job_ids:
             return

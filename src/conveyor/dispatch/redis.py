@@ -91,6 +91,22 @@ class RedisDispatcher:
             pipe.xdel(stream, *tokens)
         pipe.execute()
 
+    def reclaim(self, queue: str, idle_s: float) -> int:
+        stream = keys.queue_stream(self.prefix, queue)
+        try:
+            reply: Any = self.client.xautoclaim(
+                stream, keys.GROUP, self.consumer, int(idle_s * 1000), "0-0", count=1000
+            )
+        except redis.ResponseError as exc:
+            if "NOGROUP" in str(exc):
+                return 0
+            raise
+        stale = _deliveries(queue, [(stream, reply[1])])
+        if stale:  # hand them out again as fresh entries, then forget the old ones
+            self.push([(d.queue, d.job_id) for d in stale])
+            self.ack(stale)
+        return len(stale)
+
     def publish(self, job_ids: Sequence[str]) -> None:
         if not job_ids or not self._has_listeners():
             return

@@ -92,3 +92,4 @@ class ExpiredRun:
     max_attempts: int
     worker_id: str | None
     started_at: datetime | None
+    cancel_requested: bool = False

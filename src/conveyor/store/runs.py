@@ -341,6 +341,7 @@ class RunStore:
                 jobs.c.max_attempts,
                 jobs.c.worker_id,
                 jobs.c.started_at,
+                jobs.c.cancel_requested,
             )
             .where(and_(jobs.c.state == _RUNNING, jobs.c.lease_expires_at < now))
             .order_by(jobs.c.lease_expires_at)
@@ -358,6 +359,7 @@ class RunStore:
                 max_attempts=r.max_attempts,
                 worker_id=r.worker_id,
                 started_at=r.started_at,
+                cancel_requested=bool(r.cancel_requested),
             )
             for r in rows
         ]

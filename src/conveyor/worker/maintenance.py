@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
+from conveyor.core.outcome import Attempt, AttemptOutcome, Decision, ErrorInfo, decide
 from conveyor.core.registry import Registry
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.settings import Settings
+from conveyor.core.states import State
 from conveyor.dispatch.base import Dispatcher
 from conveyor.store import Finish, RunStore
 
@@ -75,6 +76,8 @@ class Maintenance:
                 error=ErrorInfo("WorkerLost", f"worker {run.worker_id} stopped renewing its lease"),
             )
             decision = decide(attempt, policy=policy, attempt_number=run.charged, now=now)
+            if run.cancel_requested:  # it was being canceled when its worker died
+                decision = Decision(State.CANCELED, error=ErrorInfo("Canceled", "canceled"))
             finishes.append(
                 Finish(
                     job_id=run.id,
@@ -107,6 +110,8 @@ class Maintenance:
         before = now - timedelta(seconds=max(2.0, self.settings.reconcile_seconds))
         pushed = 0
         for queue in self.queues:
+            # deliveries a dead worker fetched but never claimed: out again after a lease
+            pushed += self.dispatcher.reclaim(queue, self.settings.lease_seconds)
             if self.dispatcher.depth(queue) > 0:
                 continue
             lost = self.runs.stale_queued(queue, before)
