@@ -88,6 +88,30 @@ class Client:
                 on_commit(conn, lambda: self._dispatch(ready))
         return inserted
 
+    def enqueue_each(self, requests: Sequence[EnqueueRequest]) -> list[Inserted | ConveyorError]:
+        """Enqueue the valid requests in one transaction; say why each other one was refused.
+
+        For many independent callers at once (the API's group commit). Requests with an
+        idempotency key do not belong here: a conflict would fail the whole transaction.
+        """
+        now = utcnow()
+        outcome: list[Inserted | ConveyorError | None] = []
+        valid: list[NewJob] = []
+        for request in requests:
+            try:
+                valid.append(self._new_job(request, now))
+                outcome.append(None)
+            except ConveyorError as exc:
+                outcome.append(exc)
+        inserted = iter(self.jobs.insert(valid) if valid else [])
+        results = [item if item is not None else next(inserted) for item in outcome]
+        ready = [
+            (i.queue, i.id) for i in results if isinstance(i, Inserted) and i.state is State.QUEUED
+        ]
+        if ready:
+            self._dispatch(ready)
+        return results
+
     def problems(self, requests: Sequence[EnqueueRequest]) -> list[tuple[int, ConveyorError]]:
         """Every request that would be refused, with why; nothing is written."""
         now = utcnow()

@@ -10,6 +10,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from conveyor.api import errors
+from conveyor.api.batcher import EnqueueBatcher
 from conveyor.api.deps import require_token
 from conveyor.api.hub import hub_for
 from conveyor.api.limits import BodyLimit
@@ -32,6 +33,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     api.state.tokens = api_tokens(settings)
     api.state.enqueued = Counter()
     api.state.hub = hub_for(settings)
+    api.state.batcher = EnqueueBatcher(conveyor.client)
     errors.install(api)
     auth = [Depends(require_token)]
     api.include_router(jobs.router, dependencies=auth)

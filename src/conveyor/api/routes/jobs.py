@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from conveyor.api.deps import ClientDep, ConveyorDep, require_json
@@ -60,7 +61,7 @@ def _request(body: JobCreate, header_key: str | None) -> EnqueueRequest:
     dependencies=[Depends(require_json)],
     responses={200: {"model": JobAccepted, "description": "An idempotent repeat"}},
 )
-def create_job(
+async def create_job(
     body: JobCreate,
     request: Request,
     response: Response,
@@ -70,7 +71,11 @@ def create_job(
     ] = None,
 ) -> JobAccepted:
     """Enqueue a job; its payload is validated against the job type's schema first."""
-    (inserted,) = client.enqueue_many([_request(body, idempotency_key)])
+    enqueue = _request(body, idempotency_key)
+    if enqueue.options.idempotency_key is None:
+        inserted = await request.app.state.batcher.submit(enqueue)
+    else:  # alone: a conflict must not fail anyone else's job
+        (inserted,) = await run_in_threadpool(client.enqueue_many, [enqueue])
     if inserted.created:
         request.app.state.enqueued[(body.type, inserted.queue)] += 1
     out = accepted(request, inserted.id, inserted.state, inserted.created)

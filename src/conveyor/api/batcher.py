@@ -1,0 +1,60 @@
+"""Group commit for POST /jobs: requests that arrive together are written together.
+
+While one batch is being written, the next one gathers; no request waits on a timer.
+Each request still gets its own answer (its job, or why it was refused), only after
+its job is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from conveyor.client import Client, EnqueueRequest
+from conveyor.core.errors import ConveyorError
+from conveyor.store import Inserted
+
+MAX_BATCH = 500
+
+Pending = tuple[EnqueueRequest, asyncio.Future[Inserted]]
+
+
+class EnqueueBatcher:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._pending: list[Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, request: EnqueueRequest) -> Inserted:
+        future: asyncio.Future[Inserted] = asyncio.get_running_loop().create_future()
+        self._pending.append((request, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._write(batch)
+
+    async def _write(self, batch: list[Pending]) -> None:
+        try:
+            results = await asyncio.to_thread(
+                self.client.enqueue_each, [request for request, _ in batch]
+            )
+        except Exception as exc:  # nothing of this batch was written
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():  # the client went away
+                continue
+            if isinstance(result, ConveyorError):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
