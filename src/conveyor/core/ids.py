@@ -42,6 +42,12 @@ def _format(ms: int, seq: int) -> str:
     return str(uuid.UUID(int=value))
 
 
+def id_floor(unix_ms: int) -> str:
+    """The smallest id minted in millisecond ``unix_ms``: a bound for range scans by time."""
+    ms = max(0, min(unix_ms, (1 << 48) - 1))
+    return str(uuid.UUID(int=(ms << 80) | (0x7 << 76) | (0b10 << 62)))
+
+
 def is_job_id(text: str) -> bool:
     try:
         uuid.UUID(text)
