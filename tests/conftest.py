@@ -143,9 +143,11 @@ class Backend:
         self.apps.append(app)
         return app
 
-    def worker(self, *args: str, **env: str) -> WorkerProcess:
-        log_path = self.tmp / f"worker-{len(self.workers)}.log"
-        argv = [sys.executable, "-m", "conveyor", "worker", "--app", "tests.apps.jobs:app"]
+    def worker(
+        self, *args: str, command: str = "worker", app: str = "tests.apps.jobs:app", **env: str
+    ) -> WorkerProcess:
+        log_path = self.tmp / f"{command}-{len(self.workers)}.log"
+        argv = [sys.executable, "-m", "conveyor", command, "--app", app]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
                 [*argv, *args], env=self.env(**env), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
@@ -165,7 +167,10 @@ class Backend:
 
 def _truncate(url: str) -> None:
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
-        c.execute("TRUNCATE conveyor_attempts, conveyor_jobs, conveyor_workers, conveyor_counters")
+        c.execute(
+            "TRUNCATE conveyor_attempts, conveyor_jobs, conveyor_workers, conveyor_counters,"
+            " conveyor_schedule_fires, conveyor_schedules"
+        )
 
 
 def _drop_prefix(url: str, prefix: str) -> None:
@@ -179,6 +184,12 @@ def _drop_prefix(url: str, prefix: str) -> None:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """Every backend in turn: PostgreSQL + Redis, PostgreSQL alone, SQLite alone."""
+    yield from _backend(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """PostgreSQL and SQLite, with database dispatch: for what does not involve Redis."""
     yield from _backend(request.param, request, tmp_path)
 
 

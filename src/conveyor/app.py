@@ -13,6 +13,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from conveyor.client import Client, EnqueueOptions, EnqueueRequest
 from conveyor.core.durations import Duration, parse_duration
 from conveyor.core.errors import ConfigurationError
+from conveyor.core.periodic import ScheduleDef, define
 from conveyor.core.registry import JobType, Registry, payload_model_for
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.settings import Settings, load_settings
@@ -33,6 +34,7 @@ class Conveyor:
 
     def __init__(self, settings: Settings | None = None, **overrides: Any) -> None:
         self.registry = Registry()
+        self.schedules: dict[str, ScheduleDef] = {}
         self._settings = settings
         self._overrides = overrides
         self._client: Client | None = None
@@ -147,6 +149,65 @@ class Conveyor:
         )
         self.registry.add(job_type)
         return JobFunction(self, job_type)
+
+    # -- schedules --------------------------------------------------------------------------
+
+    def schedule(
+        self,
+        name: str,
+        job_type: str,
+        *,
+        cron: str | None = None,
+        every: Duration | None = None,
+        tz: str = "UTC",
+        payload: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        overlap: str = "allow",
+        catch_up: str = "latest",
+    ) -> ScheduleDef:
+        """Run ``job_type`` on a cron spec or at a fixed interval, from any scheduler.
+
+        Checked now: a bad cron string, time zone, job type or payload raises at once.
+        """
+        if name in self.schedules:
+            raise ConfigurationError(f"schedule {name!r} is defined twice")
+        definition = define(
+            self.registry, name, job_type, cron=cron, every=every, tz=tz, payload=payload,
+            queue=queue, overlap=overlap, catch_up=catch_up,
+        )  # fmt: skip
+        self.schedules[name] = definition
+        return definition
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: Duration | None = None,
+        tz: str = "UTC",
+        payload: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        overlap: str = "allow",
+        catch_up: str = "latest",
+        name: str | None = None,
+        **job_options: Any,
+    ) -> Callable[[Callable[P, R]], JobFunction[P, R]]:
+        """Register the handler as a job type and schedule it under the same name."""
+
+        def decorate(fn: Callable[P, R]) -> JobFunction[P, R]:
+            job: JobFunction[P, R] = self.job(name=name, queue=queue or "default", **job_options)(
+                fn
+            )
+            try:
+                self.schedule(
+                    job.name, job.name, cron=cron, every=every, tz=tz, payload=payload,
+                    queue=queue, overlap=overlap, catch_up=catch_up,
+                )  # fmt: skip
+            except Exception:
+                self.registry.remove(job.name)  # nothing half-defined
+                raise
+            return job
+
+        return decorate
 
     # -- client -----------------------------------------------------------------------------
 

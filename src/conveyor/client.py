@@ -83,9 +83,9 @@ class Client:
         ready = [(i.queue, i.id) for i in inserted if i.created and i.state is State.QUEUED]
         if ready:
             if conn is None:
-                self._dispatch(ready)
+                self.dispatch(ready)
             else:
-                on_commit(conn, lambda: self._dispatch(ready))
+                on_commit(conn, lambda: self.dispatch(ready))
         return inserted
 
     def enqueue_each(self, requests: Sequence[EnqueueRequest]) -> list[Inserted | ConveyorError]:
@@ -109,7 +109,7 @@ class Client:
             (i.queue, i.id) for i in results if isinstance(i, Inserted) and i.state is State.QUEUED
         ]
         if ready:
-            self._dispatch(ready)
+            self.dispatch(ready)
         return results
 
     def problems(self, requests: Sequence[EnqueueRequest]) -> list[tuple[int, ConveyorError]]:
@@ -122,6 +122,10 @@ class Client:
             except ConveyorError as exc:
                 found.append((index, exc))
         return found
+
+    def prepare(self, request: EnqueueRequest, now: datetime) -> NewJob:
+        """The job a request would create, validated; nothing is written."""
+        return self._new_job(request, now)
 
     def _new_job(self, request: EnqueueRequest, now: datetime) -> NewJob:
         job_type = self.registry.get(request.type)
@@ -162,7 +166,7 @@ class Client:
             payload_hash=_payload_hash(job_type.name, payload, queue) if key else None,
         )
 
-    def _dispatch(self, ready: list[tuple[str, str]]) -> None:
+    def dispatch(self, ready: list[tuple[str, str]]) -> None:
         try:
             self.dispatcher.push(ready)
         except Exception as exc:  # the job is durable; the reconciler dispatches it later
@@ -207,7 +211,7 @@ class Client:
 
     def retry(self, job_id: str) -> JobView:
         view = self.jobs.retry(job_id, utcnow())
-        self._dispatch([(view.queue, view.id)])
+        self.dispatch([(view.queue, view.id)])
         self._announce(view.id)
         return view
 

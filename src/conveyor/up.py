@@ -24,7 +24,7 @@ def run_up(app_spec: str, host: str, port: int, concurrency: int, demo: bool) ->
     upgrade(engine)
     engine.dispose()
     argv = [sys.executable, "-m", "conveyor", "worker", "--app", app_spec,
-            "--concurrency", str(concurrency)]  # fmt: skip
+            "--concurrency", str(concurrency), "--with-scheduler"]  # fmt: skip
     worker = subprocess.Popen(argv, preexec_fn=die_with_parent)
     base = f"http://{host}:{port}"
     dispatch = "Redis" if settings.redis_url else "the database"

@@ -14,7 +14,7 @@ from conveyor.api.batcher import EnqueueBatcher
 from conveyor.api.deps import require_token
 from conveyor.api.hub import hub_for
 from conveyor.api.limits import BodyLimit
-from conveyor.api.routes import jobs, system
+from conveyor.api.routes import jobs, schedules, system
 from conveyor.app import Conveyor
 from conveyor.core.settings import api_tokens
 
@@ -38,6 +38,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     auth = [Depends(require_token)]
     api.include_router(jobs.router, dependencies=auth)
     api.include_router(system.router, dependencies=auth)
+    api.include_router(schedules.router, dependencies=auth)
     api.include_router(system.public)
     api.include_router(_docs(api), dependencies=auth)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from conveyor.core import errors
+from conveyor.core.schedule import InvalidSchedule
 
 log = logging.getLogger("conveyor.api")
 
@@ -27,6 +28,9 @@ STATUS: dict[type[errors.ConveyorError], int] = {
     errors.InvalidDuration: 422,
     errors.DatabaseUnavailable: 503,
     errors.ConfigurationError: 500,
+    errors.ScheduleNotFound: 404,
+    errors.ScheduleConflict: 409,
+    InvalidSchedule: 422,
 }
 
 

@@ -67,6 +67,7 @@ def cli(log_level: str) -> None:
 @click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--strict", is_flag=True, help="Strict priority: queues in weight order.")
 @click.option("--grace", type=click.FloatRange(min=0), help="Seconds running jobs get to finish.")
+@click.option("--with-scheduler", is_flag=True, help="Also fire periodic jobs in this worker.")
 @friendly_errors
 def worker(
     app_spec: str | None,
@@ -75,6 +76,7 @@ def worker(
     processes: int,
     strict: bool,
     grace: float | None,
+    with_scheduler: bool,
 ) -> None:
     """Run jobs."""
     from conveyor.worker.loop import default_queues
@@ -93,10 +95,19 @@ def worker(
             argv.append("--strict")
         if grace is not None:
             argv += ["--grace", str(grace)]
+        if with_scheduler:
+            argv.append("--with-scheduler")
         sys.exit(Supervisor(argv, processes).run())
     from conveyor.worker.loop import Worker
 
-    w = Worker(app, queues=weights, concurrency=concurrency, strict=strict, grace_s=grace)
+    w = Worker(
+        app,
+        queues=weights,
+        concurrency=concurrency,
+        strict=strict,
+        grace_s=grace,
+        with_scheduler=with_scheduler,
+    )
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -295,6 +306,45 @@ def up(app_spec: str | None, demo: bool, host: str, port: int, concurrency: int)
     elif not (app_spec or os.environ.get("CONVEYOR_APP")):
         raise click.UsageError("name your app with --app module:attribute, or try --demo")
     sys.exit(run_up(app_spec or os.environ["CONVEYOR_APP"], host, port, concurrency, demo))
+
+
+@cli.command()
+@APP_OPTION
+@friendly_errors
+def scheduler(app_spec: str | None) -> None:
+    """Fire periodic jobs (run as many as you like: each tick fires once)."""
+    from conveyor.cli.schedules import run_scheduler
+
+    run_scheduler(app_spec)
+
+
+@cli.group(invoke_without_command=True)
+@APP_OPTION
+@click.pass_context
+@friendly_errors
+def schedules(ctx: click.Context, app_spec: str | None) -> None:
+    """List schedules: spec, next fire, last fire and outcome, paused or not."""
+    ctx.obj = app_spec
+    if ctx.invoked_subcommand is None:
+        from conveyor.cli.schedules import list_schedules
+
+        list_schedules(app_spec)
+
+
+def _schedule_action(action: str) -> None:
+    @schedules.command(action, help=f"{action.title()} a schedule.")
+    @click.argument("name")
+    @APP_OPTION
+    @click.pass_context
+    @friendly_errors
+    def command(ctx: click.Context, name: str, app_spec: str | None) -> None:
+        from conveyor.cli.schedules import act
+
+        act(app_spec or ctx.obj, action, name)
+
+
+for _action in ("pause", "resume", "trigger"):
+    _schedule_action(_action)
 
 
 @cli.group()

@@ -106,6 +106,21 @@ class DatabaseUnavailable(ConveyorError):
     code = "database_unavailable"
 
 
+class ScheduleNotFound(ConveyorError):
+    """No schedule has this name."""
+
+    code = "schedule_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}", name=name)
+
+
+class ScheduleConflict(ConveyorError):
+    """The schedule cannot be changed this way."""
+
+    code = "schedule_conflict"
+
+
 class InvalidDuration(ConveyorError, ValueError):
     """A duration is not a number of seconds or a string such as '15m'."""
 

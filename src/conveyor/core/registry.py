@@ -136,6 +136,9 @@ class Registry:
             raise ConfigurationError(f"job type {job_type.name!r} is registered twice")
         self._types[job_type.name] = job_type
 
+    def remove(self, name: str) -> None:
+        self._types.pop(name, None)
+
     def get(self, name: str) -> JobType:
         try:
             return self._types[name]

@@ -21,7 +21,9 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, idle_in_transaction_s: float = 0) -> Engine:
+    """An engine for ``url``. On PostgreSQL, ``idle_in_transaction_s`` makes the server end a
+    transaction whose client stopped mid-way (frozen, not dead), releasing its locks."""
     url = normalize_url(url)
     try:
         parsed = make_url(url)
@@ -35,6 +37,9 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             f"CONVEYOR_DATABASE_URL: {backend!r} is not supported; use postgresql:// or sqlite://"
         )
     connect_args: dict[str, Any] = {"connect_timeout": 5}
+    if idle_in_transaction_s:
+        timeout_ms = int(idle_in_transaction_s * 1000)
+        connect_args["options"] = f"-c idle_in_transaction_session_timeout={timeout_ms}"
     return create_engine(
         url,
         pool_size=pool_size,

@@ -139,23 +139,27 @@ class JobStore:
         Returns the job and whether this call changed it. Canceling a canceled job is harmless.
         """
         with self.engine.begin() as conn:
-            row = self._lock(conn, job_id)
-            state = State(row.state)
-            if state is State.CANCELED:
-                return job_view(row, []), False
-            if state not in CANCELABLE:
-                raise IllegalTransition(job_id, state.value, State.CANCELED.value)
-            if state is State.RUNNING:
-                values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
-            else:
-                values = {
-                    "state": State.CANCELED.value,
-                    "finished_at": now,
-                    "updated_at": now,
-                    "error": {"type": "Canceled", "message": "canceled before it ran"},
-                }
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
-            changed = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
+            return self.cancel_in(conn, job_id, now)
+
+    def cancel_in(self, conn: Connection, job_id: str, now: datetime) -> tuple[JobView, bool]:
+        """cancel() inside the caller's transaction."""
+        row = self._lock(conn, job_id)
+        state = State(row.state)
+        if state is State.CANCELED:
+            return job_view(row, []), False
+        if state not in CANCELABLE:
+            raise IllegalTransition(job_id, state.value, State.CANCELED.value)
+        if state is State.RUNNING:
+            values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
+        else:
+            values = {
+                "state": State.CANCELED.value,
+                "finished_at": now,
+                "updated_at": now,
+                "error": {"type": "Canceled", "message": "canceled before it ran"},
+            }
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+        changed = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
         return job_view(changed, []), True
 
     @translate_errors

@@ -157,3 +157,45 @@ workers = Table(
     Column("stopped_at", UTCDateTime, nullable=True),
     Index("conveyor_workers_heartbeat", "heartbeat_at"),
 )
+
+schedules = Table(
+    "conveyor_schedules",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("job_type", String(200), nullable=False),
+    Column("payload", JsonDoc, nullable=False),
+    Column("queue", String(200), nullable=True),
+    Column("cron", String(200), nullable=True),
+    Column("every_s", Float, nullable=True),
+    Column("tz", String(64), nullable=False),
+    Column("overlap", String(20), nullable=False),
+    Column("catch_up", String(20), nullable=False),
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("source", String(10), nullable=False),  # "code" or "api"
+    # A code schedule no longer defined in code is disabled, not deleted: history stays.
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("last_tick_at", UTCDateTime, nullable=True),
+    Column("next_tick_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("conveyor_schedules_next", "next_tick_at"),
+)
+
+# One row per tick of a schedule: the unique key makes each tick fire exactly once, whatever
+# the number of schedulers racing for it.
+schedule_fires = Table(
+    "conveyor_schedule_fires",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "schedule",
+        String(200),
+        ForeignKey("conveyor_schedules.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("tick_at", UTCDateTime, nullable=False),
+    Column("outcome", String(20), nullable=False),  # enqueued, missed, skipped, triggered
+    Column("job_id", JobId, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("schedule", "tick_at", name="conveyor_schedule_fires_tick"),
+)

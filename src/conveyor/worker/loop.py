@@ -17,6 +17,7 @@ from conveyor.core.errors import UnknownJobType
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.shares import Shares
+from conveyor.scheduler import Scheduler
 from conveyor.store import ClaimedJob, Finish, RunStore, WorkerStore, make_engine
 from conveyor.store.schema import upgrade
 from conveyor.store.stats import StatsStore
@@ -69,6 +70,7 @@ class Worker:
         grace_s: float | None = None,
         worker_id: str | None = None,
         migrate: bool = True,
+        with_scheduler: bool = False,
     ) -> None:
         self.app = app
         self.settings = settings = app.settings
@@ -78,6 +80,7 @@ class Worker:
         self.grace_s = settings.grace_seconds if grace_s is None else grace_s
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.migrate = migrate
+        self.with_scheduler = with_scheduler
         self.runs: dict[str, Run] = {}
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -116,6 +119,8 @@ class Worker:
                 self._cancel_loop(),
                 self.maintenance.loop(self._stopping),
             ]
+            if self.with_scheduler:
+                loops.append(Scheduler(self.app).loop(self._stopping))
             background = [asyncio.create_task(c) for c in loops]
             await self._fetch_loop()
             await self._drain()
