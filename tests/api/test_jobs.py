@@ -99,9 +99,12 @@ def test_a_worker_completes_the_job_and_the_api_shows_result_attempt_worker_and_
     assert at(done["created_at"]) <= at(attempt["started_at"]) <= at(attempt["finished_at"])
     assert at(done["started_at"]) <= at(done["finished_at"])
 
-    workers = api.get("/workers")
-    assert workers.status_code == 200
-    (me,) = [w for w in workers.json() if w["pid"] == worker.proc.pid]
+    def listed() -> list[dict[str, Any]]:
+        response = api.get("/workers")
+        assert response.status_code == 200, response.text
+        return [w for w in response.json() if w["pid"] == worker.proc.pid]
+
+    (me,) = wait_for(listed, timeout=10, what="GET /workers to list the worker")
     assert me["host"] == socket.gethostname()
     assert me["queues"] == {"default": 2, "low": 1} and me["concurrency"] == 3
     assert me["id"] == attempt["worker_id"]
@@ -128,7 +131,7 @@ def test_a_worker_completes_the_job_and_the_api_shows_result_attempt_worker_and_
     add = (("queue", "default"), ("type", "add"))
     assert samples[("conveyor_jobs_enqueued_total", add)] == 1
     assert samples[("conveyor_jobs_completed_total", add)] == 1
-    assert samples[("conveyor_job_run_seconds_bucket", (*add[:1], ("le", "+Inf"), add[1]))] == 1
+    assert samples[("conveyor_job_run_seconds_bucket", tuple(sorted([*add, ("le", "+Inf")])))] == 1
     assert samples[("conveyor_job_run_seconds_count", add)] == 1
     assert samples[("conveyor_workers_alive", ())] >= 1
 
@@ -215,6 +218,32 @@ def test_twenty_concurrent_posts_with_one_key_create_exactly_one_job(api: TestCl
     assert listed_ids(api) == [responses[0].json()["id"]]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (group commit, a633c16): POST /jobs requests that arrive together are written "
+    "in one transaction, and an error the per-request validation does not catch (OverflowError "
+    "from a huge delay; on PostgreSQL a NUL in `queue`) fails the whole group with 500",
+)
+@pytest.mark.parametrize("poison", [{"delay": 1e300}, {"queue": "q\0"}], ids=["delay", "queue"])
+def test_one_bad_request_does_not_fail_concurrent_ones(
+    backend: Backend, api: TestClient, poison: dict[str, Any]
+) -> None:
+    if backend.name == "sqlite" and "queue" in poison:
+        pytest.skip("SQLite stores a NUL in a queue name")
+    barrier = threading.Barrier(40)
+
+    def post(i: int) -> Any:
+        barrier.wait(10)
+        extra = poison if i == 20 else {}
+        return api.post("/jobs", json={"type": "add", "payload": {"a": i}, **extra})
+
+    with ThreadPoolExecutor(40) as pool:
+        responses = list(pool.map(post, range(40)))
+    good = [r for i, r in enumerate(responses) if i != 20]
+    assert [r.status_code for r in good] == [202] * 39
+    assert len(listed_ids(api)) == 39
+
+
 # -- scheduling and options -------------------------------------------------------------------
 
 
@@ -251,7 +280,7 @@ def test_enqueue_options_are_validated(sqlite_api: TestClient) -> None:
     naive = api.post(
         "/jobs", json={"type": "add", "payload": {"a": 1}, "run_at": "2031-01-02T03:04:05"}
     )
-    assert "time zone" in error_of(naive, 422)["message"] or "timezone" in naive.text
+    assert "timezone" in error_of(naive, 422)["message"]
     both = {"type": "add", "payload": {"a": 1}, "run_at": "2031-01-02T03:04:05Z", "delay": 5}
     error_of(api.post("/jobs", json=both), 422)
     for bad in (
