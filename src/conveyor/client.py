@@ -152,6 +152,9 @@ class Client:
         queue = opts.queue or job_type.queue
         if not isinstance(queue, str) or not queue or len(queue) > 200:
             raise ConveyorError("queue must be a name of 1 to 200 characters")
+        for name, text in (("queue", queue), ("idempotency_key", key)):
+            if text is not None and unstorable_fields(text):
+                raise ConveyorError(f"{name} contains text that cannot be stored (e.g. \\u0000)")
         return NewJob(
             id=new_job_id(),
             type=job_type.name,
@@ -223,6 +226,13 @@ class Client:
 
 
 def _run_at(opts: EnqueueOptions, now: datetime) -> datetime | None:
+    try:
+        return _checked_run_at(opts, now)
+    except OverflowError:
+        raise ConveyorError("delay or run_at is out of range") from None
+
+
+def _checked_run_at(opts: EnqueueOptions, now: datetime) -> datetime | None:
     if opts.run_at is not None and opts.delay is not None:
         raise ConveyorError("give delay or run_at, not both")
     if opts.delay is not None:

@@ -73,11 +73,6 @@ def test_a_refused_request_learns_nothing_about_its_body(guarded: TestClient) ->
     unauthorized(guarded.get("/jobs", params={"limit": 5000, "state": "nonsense"}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (minor): FastAPI parses the JSON body before running the token dependency, "
-    "so an unauthenticated request with malformed JSON gets 400 malformed_json, not 401",
-)
 def test_a_refused_request_with_malformed_json_is_401(guarded: TestClient) -> None:
     response = guarded.post("/jobs", content=b"{", headers={"content-type": "application/json"})
     unauthorized(response)

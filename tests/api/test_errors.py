@@ -134,11 +134,6 @@ def test_errors_never_show_a_traceback(sqlite_api: TestClient, route: str) -> No
         error_of(response, response.status_code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: errors._allowed_methods finds no route (FastAPI 0.165 keeps included routers "
-    "as _IncludedRouter entries without `methods`), so every 405 carries an empty Allow header",
-)
 def test_a_405_names_the_allowed_methods(sqlite_api: TestClient) -> None:
     def allowed(method: str, path: str) -> set[str]:
         response = sqlite_api.request(method, path)
@@ -221,11 +216,6 @@ def test_awkward_strings_are_harmless_in_filters_and_keys(api: TestClient) -> No
 # -- known bugs -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a NUL in `queue` or `idempotency_key` is not checked like payload strings "
-    "are: PostgreSQL answers 500 internal_error (psycopg DataError), SQLite stores it",
-)
 @pytest.mark.parametrize("field", ["queue", "idempotency_key"])
 def test_a_nul_in_queue_or_idempotency_key_is_422(api: TestClient, field: str) -> None:
     response = api.post("/jobs", json={"type": "add", "payload": {"a": 1}, field: "a\0b"})
@@ -233,11 +223,6 @@ def test_a_nul_in_queue_or_idempotency_key_is_422(api: TestClient, field: str) -
     assert listed_ids(api) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an out-of-range delay or run_at raises OverflowError in the client and the "
-    "API answers 500 internal_error instead of 422",
-)
 @pytest.mark.parametrize(
     "option",
     [{"delay": 1e300}, {"delay": "99999999999999d"}, {"run_at": "0001-01-01T00:00:00+01:00"}],
@@ -249,11 +234,6 @@ def test_an_out_of_range_schedule_is_422(sqlite_api: TestClient, option: dict[st
     assert listed_ids(sqlite_api) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a time filter that leaves the datetime range in UTC raises OverflowError in "
-    "the store (astimezone) and GET /jobs answers 500 internal_error instead of 422",
-)
 @pytest.mark.parametrize(
     "params",
     [

@@ -218,12 +218,6 @@ def test_twenty_concurrent_posts_with_one_key_create_exactly_one_job(api: TestCl
     assert listed_ids(api) == [responses[0].json()["id"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (group commit, a633c16): POST /jobs requests that arrive together are written "
-    "in one transaction, and an error the per-request validation does not catch (OverflowError "
-    "from a huge delay; on PostgreSQL a NUL in `queue`) fails the whole group with 500",
-)
 @pytest.mark.parametrize("poison", [{"delay": 1e300}, {"queue": "q\0"}], ids=["delay", "queue"])
 def test_one_bad_request_does_not_fail_concurrent_ones(
     backend: Backend, api: TestClient, poison: dict[str, Any]

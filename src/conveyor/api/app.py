@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from conveyor.api import errors
+from conveyor.api.auth import TokenAuth
 from conveyor.api.batcher import EnqueueBatcher
-from conveyor.api.deps import require_token
 from conveyor.api.hub import hub_for
 from conveyor.api.limits import BodyLimit
 from conveyor.api.routes import jobs, schedules, system
@@ -35,13 +35,13 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     api.state.hub = hub_for(settings)
     api.state.batcher = EnqueueBatcher(conveyor.client)
     errors.install(api)
-    auth = [Depends(require_token)]
-    api.include_router(jobs.router, dependencies=auth)
-    api.include_router(system.router, dependencies=auth)
-    api.include_router(schedules.router, dependencies=auth)
+    api.include_router(jobs.router)
+    api.include_router(system.router)
+    api.include_router(schedules.router)
     api.include_router(system.public)
-    api.include_router(_docs(api), dependencies=auth)
+    api.include_router(_docs(api))
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    api.add_middleware(TokenAuth, tokens=api.state.tokens)  # outermost: before any reading
     return api
 
 

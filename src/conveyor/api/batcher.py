@@ -8,9 +8,10 @@ its job is committed.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from conveyor.client import Client, EnqueueRequest
-from conveyor.core.errors import ConveyorError
+from conveyor.core.errors import ConveyorError, DatabaseUnavailable
 from conveyor.store import Inserted
 
 MAX_BATCH = 500
@@ -46,10 +47,20 @@ class EnqueueBatcher:
             results = await asyncio.to_thread(
                 self.client.enqueue_each, [request for request, _ in batch]
             )
-        except Exception as exc:  # nothing of this batch was written
+        except DatabaseUnavailable as exc:  # nothing was written, and nothing could be
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+            return
+        except Exception:
+            # Something in one request that validation did not catch failed the shared
+            # transaction: write them one by one so only that request fails.
+            if len(batch) > 1:
+                for one in batch:
+                    await self._write([one])
+                return
+            if not batch[0][1].done():
+                batch[0][1].set_exception(sys.exc_info()[1] or RuntimeError("enqueue failed"))
             return
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():  # the client went away

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -23,22 +22,6 @@ def get_client(request: Request) -> Client:
 
 ClientDep = Annotated[Client, Depends(get_client)]
 ConveyorDep = Annotated[Conveyor, Depends(get_conveyor)]
-
-
-def require_token(request: Request) -> None:
-    """With CONVEYOR_API_TOKENS set, a valid ``Authorization: Bearer`` header is required."""
-    tokens: frozenset[str] = request.app.state.tokens
-    if not tokens:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise ApiError(401, "unauthorized", "missing bearer token")
-    matched = False
-    for token in tokens:  # compare with every token, in constant time each
-        matched |= hmac.compare_digest(token.encode(), given.strip().encode())
-    if not matched:
-        raise ApiError(401, "unauthorized", "invalid bearer token")
 
 
 def require_json(request: Request) -> None:

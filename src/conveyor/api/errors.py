@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from conveyor.core import errors
 from conveyor.core.schedule import InvalidSchedule
@@ -98,12 +98,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method any route serves at this path (Starlette names only the first route's)."""
+    """Every method served at this path (Starlette names only the first matching route's)."""
+    templates = getattr(request.app.state, "path_methods", None)
+    if templates is None:
+        templates = []
+        for path, operations in request.app.openapi().get("paths", {}).items():
+            pattern = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$")
+            templates.append((pattern, {m.upper() for m in operations}))
+        request.app.state.path_methods = templates
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+    for pattern, verbs in templates:
+        if pattern.match(request.url.path):
+            methods |= verbs
     return sorted(methods)
 
 

@@ -25,7 +25,7 @@ class JobCreate(BaseModel):
         None, description="Run later: seconds, or a duration such as '10m'."
     )
     run_at: datetime | None = Field(None, description="Run at this time (with a time zone).")
-    max_attempts: int | None = Field(None, ge=1, le=1000)
+    max_attempts: int | None = Field(None, ge=1, le=1000, strict=True)
     timeout: float | str | None = Field(None, description="Seconds, or a duration like '15m'.")
     idempotency_key: str | None = Field(None, min_length=1, max_length=255)
 

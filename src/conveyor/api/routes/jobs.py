@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -136,7 +136,10 @@ def _time(name: str, text: str | None) -> datetime | None:
         ) from None
     if value.tzinfo is None:
         raise ApiError(422, "validation_error", f"{name} needs a time zone, e.g. ...Z")
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(422, "validation_error", f"{name}: {text!r} is out of range") from None
 
 
 @router.get("", response_model=JobPage)
