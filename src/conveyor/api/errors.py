@@ -104,13 +104,11 @@ def _allowed_methods(request: Request) -> list[str]:
         templates = []
         for path, operations in request.app.openapi().get("paths", {}).items():
             pattern = re.compile("^" + re.sub(r"\{[^/]+\}", "[^/]+", path) + "$")
-            templates.append((pattern, {m.upper() for m in operations}))
+            templates.append((path.count("{"), pattern, {m.upper() for m in operations}))
         request.app.state.path_methods = templates
-    methods: set[str] = set()
-    for pattern, verbs in templates:
-        if pattern.match(request.url.path):
-            methods |= verbs
-    return sorted(methods)
+    matches = [(params, verbs) for params, p, verbs in templates if p.match(request.url.path)]
+    fewest = min((params for params, _ in matches), default=0)  # /jobs/batch, not /jobs/{id}
+    return sorted({v for params, verbs in matches if params == fewest for v in verbs})
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
