@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from conveyor import faults
 from conveyor.core.durations import Duration, parse_duration
 from conveyor.core.errors import ConveyorError, InvalidPayload, PayloadTooLarge, WaitTimeout
 from conveyor.core.ids import new_job_id
@@ -83,6 +84,7 @@ class Client:
         ready = [(i.queue, i.id) for i in inserted if i.created and i.state is State.QUEUED]
         if ready:
             if conn is None:
+                faults.point("after_commit")
                 self.dispatch(ready)
             else:
                 on_commit(conn, lambda: self.dispatch(ready))

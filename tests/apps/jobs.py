@@ -136,3 +136,12 @@ async def chatty(ctx: Context, updates: int) -> int:
 @app.job
 def truncate_table(ctx: Context, schema: str, table: str) -> str:
     return f"{schema}.{table}"
+
+
+@app.job(retries=2, backoff_base="0.1s", backoff_cap="0.5s")
+async def ledger(ctx: Context, seconds: float = 0.0) -> str:
+    """Writes its own execution ledger: how fault tests count runs and duplicates."""
+    _mark("ledger", f"start {ctx.job_id} {ctx.attempt}")
+    await asyncio.sleep(seconds)
+    _mark("ledger", f"end {ctx.job_id} {ctx.attempt}")
+    return ctx.job_id
