@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from conveyor import State
+import pytest
+
+from conveyor import JobNotFound, State
 from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.settings import Settings
 from conveyor.dispatch.database import DatabaseDispatcher
@@ -121,3 +123,36 @@ def test_a_lost_run_that_was_being_canceled_ends_canceled(backend: Backend) -> N
     view = app.get(handle.id)
     assert view.state is State.CANCELED
     assert [a.outcome for a in view.attempts] == ["worker_lost"]
+
+
+def test_retention_deletes_old_finished_jobs_only(backend: Backend) -> None:
+    app = backend.app()
+    runs = RunStore(app.client.jobs.engine)
+    done = [app.enqueue("add", {"a": i}) for i in range(3)]
+    failed = app.enqueue("add", {"a": 9})
+    waiting = app.enqueue("add", {"a": 10})
+    now = datetime.now(UTC)
+    claimed = runs.claim_ids([h.id for h in [*done, failed]], "w", now, 30)
+    runs.finish(
+        [
+            Finish(
+                job_id=j.id, attempt=j.attempt,
+                state=State.FAILED if j.id == failed.id else State.COMPLETED,
+                outcome=AttemptOutcome.COMPLETED, worker_id="w", started_at=now,
+                finished_at=now,
+            )
+            for j in claimed
+        ]
+    )  # fmt: skip
+    settings = Settings(retention_completed_seconds=60, retention_failed_seconds=3600)
+    maintenance = Maintenance(
+        runs, DatabaseDispatcher(runs.engine), jobs_app.registry, settings, _io
+    )
+    assert maintenance.apply_retention(now + timedelta(seconds=30)) == 0  # not old enough
+    assert maintenance.apply_retention(now + timedelta(seconds=120)) == 3  # completed ones
+    for h in done:
+        with pytest.raises(JobNotFound):
+            app.get(h.id)
+    assert app.get(failed.id).state is State.FAILED  # kept longer
+    assert app.get(waiting.id).state is State.QUEUED  # never touched
+    assert maintenance.apply_retention(now + timedelta(hours=2)) == 1

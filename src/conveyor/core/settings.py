@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     )
     max_payload_bytes: int = Field(1024 * 1024, gt=0, description="Largest JSON payload.")
     max_result_bytes: int = Field(1024 * 1024, gt=0, description="Largest JSON result.")
+    retention_completed_seconds: float = Field(
+        7 * 86400.0, ge=0, description="Completed jobs older than this are deleted (0: never)."
+    )
+    retention_failed_seconds: float = Field(
+        30 * 86400.0, ge=0, description="Failed and canceled jobs older than this are deleted."
+    )
     api_tokens: str | None = Field(
         None,
         description="Bearer tokens the API accepts: comma-separated, or @/path/to/file "

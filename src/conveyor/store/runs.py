@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    delete,
     func,
     select,
     update,
@@ -380,6 +381,26 @@ class RunStore:
         )
         with self.engine.connect() as conn:
             return [str(i) for i in conn.execute(query).scalars()]
+
+    def purge(self, states: Sequence[State], finished_before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` jobs in ``states`` that finished before the cut (with their
+        attempts); one small transaction per call."""
+        old = (
+            select(jobs.c.id)
+            .where(
+                and_(
+                    jobs.c.finished_at < finished_before,
+                    jobs.c.state.in_([s.value for s in states]),
+                )
+            )
+            .limit(limit)
+        )
+        with self.engine.begin() as conn:
+            ids = [str(i) for i in conn.execute(old).scalars()]
+            if not ids:
+                return 0
+            conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
+            return int(conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount)
 
     def next_due_at(self) -> datetime | None:
         """When the earliest scheduled or retrying job is due."""

@@ -52,6 +52,7 @@ class Maintenance:
                     self._last_recovery = time.monotonic()
                     await self.io(self.recover_expired, datetime.now(UTC))
                     await self.io(self.redispatch_lost, datetime.now(UTC))
+                    await self.io(self.apply_retention, datetime.now(UTC))
             except Exception as exc:
                 log.warning("maintenance step failed: %s", exc)
             await asyncio.sleep(min(PROMOTE_EVERY_S, self.settings.reconcile_seconds))
@@ -121,6 +122,24 @@ class Maintenance:
         if pushed:
             log.warning("re-dispatched %d queued job(s) that Redis did not hold", pushed)
         return pushed
+
+    def apply_retention(self, now: datetime, batches: int = 10) -> int:
+        """Delete finished jobs past their retention, a bounded number of batches per pass."""
+        deleted = 0
+        rules = (
+            ([State.COMPLETED], self.settings.retention_completed_seconds),
+            ([State.FAILED, State.CANCELED], self.settings.retention_failed_seconds),
+        )
+        for states, ttl_s in rules:
+            if ttl_s <= 0:
+                continue
+            cut = now - timedelta(seconds=ttl_s)
+            for _ in range(batches):
+                n = self.runs.purge(states, cut)
+                deleted += n
+                if n < 1000:
+                    break
+        return deleted
 
     def _policy(self, job_type: str, max_attempts: int) -> RetryPolicy:
         if job_type in self.registry:
