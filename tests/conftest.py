@@ -169,7 +169,7 @@ def _truncate(url: str) -> None:
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
         c.execute(
             "TRUNCATE conveyor_attempts, conveyor_jobs, conveyor_workers, conveyor_counters,"
-            " conveyor_schedule_fires, conveyor_schedules"
+            " conveyor_schedule_fires, conveyor_schedules, conveyor_leases"
         )
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.errors import ScheduleConflict, ScheduleNotFound
 from conveyor.core.states import ACTIVE, State
+from conveyor.store.clock import db_now
 from conveyor.store.errors import translate_errors
 from conveyor.store.jobs import JobStore
 from conveyor.store.records import NewJob
@@ -54,11 +55,7 @@ class ScheduleStore:
     def db_now(self) -> datetime:
         """The database's clock: every scheduler decides time by it, not by its host's."""
         with self.engine.connect() as conn:
-            if self.dialect == "postgresql":
-                value = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-                return value.astimezone(UTC)  # type: ignore[no-any-return]
-            raw = conn.execute(text("SELECT strftime('%Y-%m-%dT%H:%M:%f', 'now')")).scalar_one()
-            return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+            return db_now(conn)
 
     # -- definitions ------------------------------------------------------------------------
 

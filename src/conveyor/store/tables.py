@@ -199,3 +199,12 @@ schedule_fires = Table(
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("schedule", "tick_at", name="conveyor_schedule_fires_tick"),
 )
+
+# Named leases: which process currently performs a duty that wants one performer at a time.
+leases = Table(
+    "conveyor_leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

@@ -19,6 +19,7 @@ from conveyor.core.retry import RetryPolicy
 from conveyor.core.shares import Shares
 from conveyor.scheduler import Scheduler
 from conveyor.store import ClaimedJob, Finish, RunStore, WorkerStore, make_engine
+from conveyor.store.leases import LeaseStore
 from conveyor.store.schema import upgrade
 from conveyor.store.stats import StatsStore
 from conveyor.worker.context import Context, Progress
@@ -155,6 +156,9 @@ class Worker:
             self.run_store, self.dispatcher, self.app.registry, self.settings, self._io
         )
         self.maintenance.queues = list(self.queues)
+        self.maintenance.leases = LeaseStore(engine)
+        self.maintenance.holder = self.worker_id
+        self.maintenance.workers = self.worker_store
         self.writer = Writer(self.run_store, StatsStore(engine), self.dispatcher, self._io)
         self.stats = self.writer.stats
 

@@ -18,11 +18,13 @@ from conveyor.core.retry import RetryPolicy
 from conveyor.core.settings import Settings
 from conveyor.core.states import State
 from conveyor.dispatch.base import Dispatcher
-from conveyor.store import Finish, RunStore
+from conveyor.store import Finish, RunStore, WorkerStore
+from conveyor.store.leases import LeaseStore
 
 log = logging.getLogger("conveyor.maintenance")
 
 PROMOTE_EVERY_S = 0.25
+LEASE_NAME = "maintenance"
 
 IO = Callable[..., Awaitable[Any]]
 
@@ -43,10 +45,38 @@ class Maintenance:
         self.io = io
         self._last_recovery = 0.0
         self.queues: list[str] = []  # the queues whose lost dispatches this worker repairs
+        self.leases: LeaseStore | None = None  # with it, one process at a time does the duties
+        self.workers: WorkerStore | None = None  # to repair the queues other workers serve
+        self.holder = ""
+        self.leading = False
 
     async def loop(self, stopping: asyncio.Event) -> None:
+        try:
+            await self._loop(stopping)
+        finally:
+            if self.leases is not None and self.leading:
+                try:
+                    await self.io(self.leases.release, LEASE_NAME, self.holder)
+                except Exception as exc:
+                    log.debug("releasing the maintenance lease failed: %s", exc)
+
+    def lead(self) -> bool:
+        """Whether this process performs the duties now (always, without a lease store)."""
+        if self.leases is None:
+            return True
+        ttl_s = max(2.0, 3 * self.settings.reconcile_seconds)
+        leading = self.leases.acquire(LEASE_NAME, self.holder, ttl_s)
+        if leading != self.leading:
+            log.info("%s maintenance duties", "taking over" if leading else "handing over")
+        self.leading = leading
+        return leading
+
+    async def _loop(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
+                if not await self.io(self.lead):
+                    await asyncio.sleep(min(1.0, self.settings.reconcile_seconds))
+                    continue
                 await self.io(self.promote_due, datetime.now(UTC))
                 if time.monotonic() - self._last_recovery >= self.settings.reconcile_seconds:
                     self._last_recovery = time.monotonic()
@@ -110,7 +140,7 @@ class Maintenance:
             return 0
         before = now - timedelta(seconds=max(2.0, self.settings.reconcile_seconds))
         pushed = 0
-        for queue in self.queues:
+        for queue in self._served_queues(now):
             # deliveries a dead worker fetched but never claimed: out again after a lease
             pushed += self.dispatcher.reclaim(queue, self.settings.lease_seconds)
             if self.dispatcher.depth(queue) > 0:
@@ -122,6 +152,15 @@ class Maintenance:
         if pushed:
             log.warning("re-dispatched %d queued job(s) that Redis did not hold", pushed)
         return pushed
+
+    def _served_queues(self, now: datetime) -> list[str]:
+        """This worker's queues and those of every live worker (the leader repairs all)."""
+        queues = set(self.queues)
+        if self.workers is not None:
+            since = now - timedelta(seconds=3 * self.settings.heartbeat_seconds)
+            for worker in self.workers.alive(since):
+                queues.update(worker["queues"])
+        return sorted(queues)
 
     def apply_retention(self, now: datetime, batches: int = 10) -> int:
         """Delete finished jobs past their retention, a bounded number of batches per pass."""
