@@ -97,6 +97,7 @@ class Conveyor:
         backoff_base: Duration | None = None,
         backoff_cap: Duration | None = None,
         secret_fields: Iterable[str] = (),
+        isolated: bool = False,
     ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
     def job(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:  # type: ignore[misc]
@@ -119,6 +120,7 @@ class Conveyor:
         backoff_base: Duration | None = None,
         backoff_cap: Duration | None = None,
         secret_fields: Iterable[str] = (),
+        isolated: bool = False,
     ) -> JobFunction[Any, Any]:
         job_name = name or fn.__name__
         if retries is not None and (not isinstance(retries, int) or retries < 0):
@@ -146,6 +148,7 @@ class Conveyor:
             payload_model=model,
             takes_context=takes_context,
             secret_fields=frozenset(secret_fields),
+            isolated=bool(isolated),
         )
         self.registry.add(job_type)
         return JobFunction(self, job_type)

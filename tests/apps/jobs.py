@@ -145,3 +145,33 @@ async def ledger(ctx: Context, seconds: float = 0.0) -> str:
     await asyncio.sleep(seconds)
     _mark("ledger", f"end {ctx.job_id} {ctx.attempt}")
     return ctx.job_id
+
+
+@app.job(isolated=True, retries=0, stages=["one", "two"])
+async def isolated_add(ctx: Context, a: int, b: int = 0) -> int:
+    await ctx.stage("one")
+    print("a print from the child goes to stderr, not into the channel")
+    await ctx.stage("two", message="almost")
+    return a + b
+
+
+@app.job(isolated=True, retries=2, backoff_base="0.1s", backoff_cap="0.2s")
+def isolated_crash(ctx: Context, how: str) -> None:
+    _mark(f"crash-{ctx.job_id}", f"{ctx.attempt} {os.getpid()}")
+    if how == "exit":
+        os._exit(3)
+    if how == "segv":
+        import ctypes
+
+        ctypes.string_at(0)
+    if how == "kill":  # what the OOM killer does
+        os.kill(os.getpid(), 9)
+    if how == "permanent":
+        raise Permanent("bad input")
+
+
+@app.job(isolated=True, retries=0, timeout="1s")
+def isolated_sleep(ctx: Context, seconds: float) -> str:
+    _mark(f"pid-{ctx.job_id}", str(os.getpid()))
+    time.sleep(seconds)
+    return "slept"

@@ -29,6 +29,7 @@ class JobType:
     payload_model: type[pydantic.BaseModel]
     takes_context: bool
     secret_fields: frozenset[str] = frozenset()  # masked in every response and log line
+    isolated: bool = False  # each attempt in a child process that can be killed
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:

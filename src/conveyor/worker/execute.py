@@ -13,6 +13,7 @@ from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo
 from conveyor.core.registry import JobType
 from conveyor.core.sizes import json_size
 from conveyor.worker.context import Context
+from conveyor.worker.isolated import run_isolated
 
 #: Why a running attempt was stopped from outside, as set on its Context.
 CANCEL, SHUTDOWN, LOST, TIMEOUT = "cancel", "shutdown", "lost", "timeout"
@@ -32,6 +33,16 @@ async def execute(
     except InvalidPayload as exc:  # the job type's signature changed since the enqueue
         return _error(Permanent(str(exc)))
     args = (ctx,) if job_type.takes_context else ()
+    if job_type.isolated:
+        try:
+            return await run_isolated(
+                job_type, payload, ctx, timeout_s=timeout_s, max_result_bytes=max_result_bytes
+            )
+        except asyncio.CancelledError:
+            stopped = _stopped(ctx)
+            if stopped is None:
+                raise
+            return stopped
     try:
         async with asyncio.timeout(timeout_s) as deadline:
             if job_type.is_async:
