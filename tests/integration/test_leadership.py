@@ -46,3 +46,13 @@ def _holder(app) -> str | None:  # type: ignore[no-untyped-def]
 
     with app.client.jobs.engine.connect() as conn:
         return conn.execute(select(leases.c.holder)).scalar()
+
+
+def test_a_scheduler_process_performs_the_duties_too(db_backend: Backend) -> None:
+    from conveyor import State
+
+    b = db_backend
+    app = b.app()
+    b.worker(command="scheduler")  # no worker at all
+    handle = app.enqueue("add", {"a": 1}, delay="0.5s")
+    wait_for(lambda: app.get(handle.id).state is State.QUEUED, timeout=15, what="promotion")

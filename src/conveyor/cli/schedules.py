@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
+import uuid
 
 import click
 from rich.console import Console
@@ -11,19 +14,24 @@ from rich.table import Table
 
 from conveyor.loading import load_app
 from conveyor.scheduler import Scheduler
+from conveyor.worker.maintenance import Maintenance
 
 console = Console()
 
 
 def run_scheduler(app_spec: str | None) -> None:
-    scheduler = Scheduler(load_app(app_spec))
+    """The scheduler, and the reconciler duties (taken when no worker holds them)."""
+    app = load_app(app_spec)
+    scheduler = Scheduler(app)
+    holder = f"scheduler:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    maintenance = Maintenance.standalone(app, holder, sorted({t.queue for t in app.registry}))
 
     async def main() -> None:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        await scheduler.loop(stopping)
+        await asyncio.gather(scheduler.loop(stopping), maintenance.loop(stopping))
 
     asyncio.run(main())
 

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core.outcome import Attempt, AttemptOutcome, Decision, ErrorInfo, decide
 from conveyor.core.registry import Registry
@@ -18,8 +18,11 @@ from conveyor.core.retry import RetryPolicy
 from conveyor.core.settings import Settings
 from conveyor.core.states import State
 from conveyor.dispatch.base import Dispatcher
-from conveyor.store import Finish, RunStore, WorkerStore
+from conveyor.store import Finish, RunStore, WorkerStore, make_engine
 from conveyor.store.leases import LeaseStore
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.maintenance")
 
@@ -49,6 +52,22 @@ class Maintenance:
         self.workers: WorkerStore | None = None  # to repair the queues other workers serve
         self.holder = ""
         self.leading = False
+
+    @classmethod
+    def standalone(cls, app: Conveyor, holder: str, queues: list[str]) -> Maintenance:
+        """Maintenance with its own connections, for a process that is not a worker."""
+        engine = make_engine(app.settings.database_url, pool_size=2)
+
+        async def io(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+        runs = RunStore(engine)
+        made = cls(runs, app.make_dispatcher(holder, engine), app.registry, app.settings, io)
+        made.queues = queues
+        made.leases = LeaseStore(engine)
+        made.workers = WorkerStore(engine)
+        made.holder = holder
+        return made
 
     async def loop(self, stopping: asyncio.Event) -> None:
         try:
