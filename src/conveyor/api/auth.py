@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
-import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from conveyor.api.asgi import send_error
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 
@@ -43,19 +44,8 @@ class TokenAuth:
             await self.app(scope, receive, send)
             return
         message = "invalid bearer token" if header else "missing bearer token"
-        body = json.dumps({"error": {"code": "unauthorized", "message": message, "details": {}}})
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="conveyor"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body.encode()})
+        challenge = [(b"www-authenticate", b'Bearer realm="conveyor"')]
+        await send_error(send, 401, "unauthorized", message, headers=challenge)
 
 
 def _path(scope: Scope) -> str:

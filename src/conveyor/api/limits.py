@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from conveyor.api.asgi import send_error
 
 
 class _TooLarge(HTTPException):
@@ -67,23 +66,11 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _reject(send: Send, limit: int) -> None:
-    body: dict[str, Any] = {
-        "error": {
-            "code": "body_too_large",
-            "message": f"the request body is over the limit of {limit} bytes",
-            "details": {"limit": limit},
-        }
-    }
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
+    await send_error(
+        send,
+        413,
+        "body_too_large",
+        f"the request body is over the limit of {limit} bytes",
+        {"limit": limit},
+        [(b"connection", b"close")],
     )
-    await send({"type": "http.response.body", "body": data})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pydantic
@@ -139,6 +139,14 @@ class Registry:
 
     def remove(self, name: str) -> None:
         self._types.pop(name, None)
+
+    def policy(self, name: str, max_attempts: int) -> RetryPolicy:
+        """The retry policy of a job: its type's, with the job's own attempt budget (an
+        unknown type gets the defaults)."""
+        base = self._types[name].policy if name in self._types else RetryPolicy()
+        return (
+            base if base.max_attempts == max_attempts else replace(base, max_attempts=max_attempts)
+        )
 
     def get(self, name: str) -> JobType:
         try:

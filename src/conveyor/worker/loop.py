@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.core.errors import UnknownJobType
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
-from conveyor.core.retry import RetryPolicy
 from conveyor.core.shares import Shares
 from conveyor.scheduler import Scheduler
 from conveyor.store import ClaimedJob, Finish, RunStore, WorkerStore, make_engine
@@ -265,7 +264,7 @@ class Worker:
         job = run.job
         if attempt.outcome is AttemptOutcome.WORKER_LOST:
             return  # the job is no longer ours: whoever recovered it records the attempt
-        policy = self._policy(job.type, job.max_attempts)
+        policy = self.app.registry.policy(job.type, job.max_attempts)
         now = utcnow()
         decision = decide(attempt, policy=policy, attempt_number=job.charged, now=now)
         finish = Finish(
@@ -290,20 +289,6 @@ class Worker:
         run = self.runs.get(job_id)
         if run is not None:
             self.writer.progressed(run.job, run.progress)
-
-    def _policy(self, job_type: str, max_attempts: int) -> RetryPolicy:
-        base = self.app.registry.get(job_type).policy if job_type in self.app.registry else None
-        if base is None:
-            return RetryPolicy(max_attempts=max_attempts)
-        if base.max_attempts == max_attempts:
-            return base
-        return RetryPolicy(
-            max_attempts=max_attempts,
-            base_s=base.base_s,
-            cap_s=base.cap_s,
-            retry_on=base.retry_on,
-            dont_retry_on=base.dont_retry_on,
-        )
 
     # -- leases, cancels, shutdown ----------------------------------------------------------
 

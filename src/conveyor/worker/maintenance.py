@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.core.outcome import Attempt, AttemptOutcome, Decision, ErrorInfo, decide
 from conveyor.core.registry import Registry
-from conveyor.core.retry import RetryPolicy
 from conveyor.core.settings import Settings
 from conveyor.core.states import State
 from conveyor.dispatch.base import Dispatcher
@@ -120,7 +119,7 @@ class Maintenance:
             return 0
         finishes = []
         for run in expired:
-            policy = self._policy(run.type, run.max_attempts)
+            policy = self.registry.policy(run.type, run.max_attempts)
             attempt = Attempt(
                 AttemptOutcome.WORKER_LOST,
                 error=ErrorInfo("WorkerLost", f"worker {run.worker_id} stopped renewing its lease"),
@@ -198,12 +197,6 @@ class Maintenance:
                 if n < 1000:
                     break
         return deleted
-
-    def _policy(self, job_type: str, max_attempts: int) -> RetryPolicy:
-        if job_type in self.registry:
-            base = self.registry.get(job_type).policy
-            return RetryPolicy(max_attempts, base.base_s, base.cap_s)
-        return RetryPolicy(max_attempts=max_attempts)
 
     def _push(self, items: list[tuple[str, str]]) -> None:
         try:
