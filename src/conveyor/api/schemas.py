@@ -10,8 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from conveyor.core.states import State
 from conveyor.core.views import AttemptView, JobView
 
-Name = Field(min_length=1, max_length=200)
-
 
 class JobCreate(BaseModel):
     """A job to enqueue."""

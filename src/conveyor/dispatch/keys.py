@@ -9,11 +9,6 @@ def queue_stream(prefix: str, queue: str) -> str:
     return f"{prefix}:queue:{queue}"
 
 
-def epoch(prefix: str) -> str:
-    """Set once per Redis lifetime; its absence tells the reconciler Redis lost its data."""
-    return f"{prefix}:epoch"
-
-
 def events_channel(prefix: str) -> str:
     """Pub/sub channel carrying the ids of jobs that just changed (state or progress)."""
     return f"{prefix}:events"

@@ -16,7 +16,7 @@ from conveyor.core.errors import (
     JobNotFound,
 )
 from conveyor.core.ids import id_floor
-from conveyor.core.states import CANCELABLE, RETRYABLE, State
+from conveyor.core.states import RETRYABLE, State, check_transition
 from conveyor.core.views import AttemptView, JobView, Page
 from conveyor.store.errors import translate_errors
 from conveyor.store.records import Inserted, NewJob
@@ -147,8 +147,7 @@ class JobStore:
         state = State(row.state)
         if state is State.CANCELED:
             return job_view(row, []), False
-        if state not in CANCELABLE:
-            raise IllegalTransition(job_id, state.value, State.CANCELED.value)
+        check_transition(job_id, state, State.CANCELED)
         if state is State.RUNNING:
             values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
         else:

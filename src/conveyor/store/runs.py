@@ -402,17 +402,6 @@ class RunStore:
             conn.execute(delete(attempts).where(attempts.c.job_id.in_(ids)))
             return int(conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount)
 
-    def next_due_at(self) -> datetime | None:
-        """When the earliest scheduled or retrying job is due."""
-        query = (
-            select(jobs.c.scheduled_at)
-            .where(jobs.c.state.in_([s.value for s in WAITING]))
-            .order_by(jobs.c.scheduled_at)
-            .limit(1)
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(query).scalar()
-
 
 def _groups(finishes: Sequence[Finish]) -> list[list[Finish]]:
     """Finishes that share one statement shape (same target state and fence)."""

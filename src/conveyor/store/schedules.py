@@ -191,17 +191,6 @@ class ScheduleStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    @translate_errors
-    def next_due_at(self) -> datetime | None:
-        query = (
-            select(schedules.c.next_tick_at)
-            .where(and_(schedules.c.enabled.is_(True), schedules.c.paused.is_(False)))
-            .order_by(schedules.c.next_tick_at)
-            .limit(1)
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(query).scalar()
-
     # -- fires ------------------------------------------------------------------------------
 
     @translate_errors

@@ -47,7 +47,3 @@ def downgrade(engine: Engine, revision: str) -> None:
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, revision)
-
-
-def is_current(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()

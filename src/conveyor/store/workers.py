@@ -66,10 +66,3 @@ class WorkerStore:
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
-
-    def prune(self, before: datetime) -> int:
-        """Forget workers that have not beaten since ``before``."""
-        with self.engine.begin() as conn:
-            return int(
-                conn.execute(delete(workers).where(workers.c.heartbeat_at < before)).rowcount
-            )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from conveyor.core.errors import UnknownJobType
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
 from conveyor.core.shares import Shares
+from conveyor.core.states import State, check_transition
 from conveyor.scheduler import Scheduler
 from conveyor.store import ClaimedJob, Finish, RunStore, WorkerStore, make_engine
 from conveyor.store.leases import LeaseStore
@@ -267,6 +268,7 @@ class Worker:
         policy = self.app.registry.policy(job.type, job.max_attempts)
         now = utcnow()
         decision = decide(attempt, policy=policy, attempt_number=job.charged, now=now)
+        check_transition(job.id, State.RUNNING, decision.state)  # the one table decides
         finish = Finish(
             job_id=job.id,
             attempt=job.attempt,
