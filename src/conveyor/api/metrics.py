@@ -101,14 +101,12 @@ def _histograms(rows: list[dict[str, object]]) -> Iterator[Metric]:
                 sums[key] = float(r["value"])  # type: ignore[arg-type]
         family = HistogramMetricFamily(f"conveyor_{name}", help_text, labels=["type", "queue"])
         for key, by_le in sorted(buckets.items()):
-            ordered = [(_le(b), by_le.get(_le(b), 0.0)) for b in names.BUCKETS_S]
-            ordered.append(("+Inf", by_le.get("+Inf", 0.0)))
+            ordered, total = [], 0.0
+            for le in [*names.LE, "+Inf"]:  # stored per bucket; Prometheus wants cumulative
+                total += by_le.get(le, 0.0)
+                ordered.append((le, total))
             family.add_metric(list(key), ordered, sums.get(key, 0.0))
         yield family
-
-
-def _le(bound: float) -> str:
-    return repr(bound)
 
 
 def render_metrics(enqueued: Enqueued, conveyor: Conveyor) -> tuple[bytes, str]:

@@ -29,18 +29,20 @@ def new_deltas() -> Deltas:
 
 
 def observe(deltas: Deltas, name: str, job_type: str, queue: str, seconds: float) -> None:
-    """Add one observation to a cumulative histogram kept as counters."""
+    """Add one observation to a histogram kept as counters: the one bucket it falls in (not
+    cumulative: two increments per observation on the hot path; /metrics adds them up)."""
     seconds = max(0.0, seconds)
-    first = bisect.bisect_left(BUCKETS_S, seconds)
-    for bound in BUCKETS_S[first:]:
-        deltas[(f"{name}_bucket", job_type, queue, _le(bound))] += 1
-    deltas[(f"{name}_bucket", job_type, queue, "+Inf")] += 1
+    index = bisect.bisect_left(BUCKETS_S, seconds)
+    le = LE[index] if index < len(BUCKETS_S) else "+Inf"
+    deltas[(f"{name}_bucket", job_type, queue, le)] += 1
     deltas[(f"{name}_sum", job_type, queue, "")] += seconds
-    deltas[(f"{name}_count", job_type, queue, "")] += 1
 
 
 def _le(bound: float) -> str:
     return repr(bound)
+
+
+LE: tuple[str, ...] = tuple(_le(b) for b in BUCKETS_S)
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
