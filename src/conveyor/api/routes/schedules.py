@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.api.deps import ConveyorDep, require_json
 from conveyor.api.schemas import ErrorBody
-from conveyor.app import Conveyor
 from conveyor.core.periodic import define
 from conveyor.scheduler import Scheduler
 
@@ -79,8 +78,15 @@ class Triggered(BaseModel):
     job_id: str | None
 
 
-def _scheduler(conveyor: Conveyor) -> Scheduler:
-    return Scheduler(conveyor)
+def get_scheduler(request: Request) -> Scheduler:
+    """One per API app (it holds a connection pool), made on first use."""
+    scheduler: Scheduler | None = getattr(request.app.state, "scheduler", None)
+    if scheduler is None:
+        scheduler = request.app.state.scheduler = Scheduler(request.app.state.conveyor)
+    return scheduler
+
+
+SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
 
 
 def _public(s: Scheduler, row: dict[str, Any], fires: int) -> SchedulePublic:
@@ -106,16 +112,14 @@ def _public(s: Scheduler, row: dict[str, Any], fires: int) -> SchedulePublic:
 
 
 @router.get("", response_model=list[SchedulePublic])
-def list_schedules(conveyor: ConveyorDep) -> list[SchedulePublic]:
+def list_schedules(s: SchedulerDep) -> list[SchedulePublic]:
     """Every schedule: spec, next fire, last fire and its outcome, paused or not."""
-    s = _scheduler(conveyor)
     return [_public(s, row, 0) for row in s.store.all()]
 
 
 @router.get("/{name}", response_model=SchedulePublic)
-def get_schedule(name: str, conveyor: ConveyorDep) -> SchedulePublic:
+def get_schedule(name: str, s: SchedulerDep) -> SchedulePublic:
     """A schedule with its latest fires, their job ids and the jobs' states."""
-    s = _scheduler(conveyor)
     return _public(s, s.store.get(name), 20)
 
 
@@ -123,23 +127,27 @@ def get_schedule(name: str, conveyor: ConveyorDep) -> SchedulePublic:
     "", status_code=201, response_model=SchedulePublic, dependencies=[Depends(require_json)]
 )
 def create_schedule(
-    body: ScheduleCreate, response: Response, request: Request, conveyor: ConveyorDep
+    body: ScheduleCreate,
+    response: Response,
+    request: Request,
+    conveyor: ConveyorDep,
+    s: SchedulerDep,
 ) -> SchedulePublic:
     """Define a schedule at run time; checked like one defined in code."""
     definition = define(
         conveyor.registry, body.name, body.type, cron=body.cron, every=body.every, tz=body.tz,
         payload=body.payload, queue=body.queue, overlap=body.overlap, catch_up=body.catch_up,
     )  # fmt: skip
-    s = _scheduler(conveyor)
     s.store.create(definition.as_row(), s.store.db_now())
     response.headers["Location"] = f"{request.scope.get('root_path', '')}/schedules/{body.name}"
     return _public(s, s.store.get(body.name), 0)
 
 
 @router.patch("/{name}", response_model=SchedulePublic, dependencies=[Depends(require_json)])
-def update_schedule(name: str, body: ScheduleUpdate, conveyor: ConveyorDep) -> SchedulePublic:
+def update_schedule(
+    name: str, body: ScheduleUpdate, conveyor: ConveyorDep, s: SchedulerDep
+) -> SchedulePublic:
     """Change a run-time schedule (any schedule may be paused or resumed)."""
-    s = _scheduler(conveyor)
     row = s.store.get(name)
     changes = body.model_dump(exclude_unset=True)
     values: dict[str, Any] = {}
@@ -165,28 +173,26 @@ def update_schedule(name: str, body: ScheduleUpdate, conveyor: ConveyorDep) -> S
 
 
 @router.delete("/{name}", status_code=204)
-def delete_schedule(name: str, conveyor: ConveyorDep) -> Response:
+def delete_schedule(name: str, s: SchedulerDep) -> Response:
     """Delete a run-time schedule and its history."""
-    _scheduler(conveyor).store.delete(name)
+    s.store.delete(name)
     return Response(status_code=204)
 
 
 @router.post("/{name}/pause", response_model=SchedulePublic)
-def pause_schedule(name: str, conveyor: ConveyorDep) -> SchedulePublic:
-    s = _scheduler(conveyor)
+def pause_schedule(name: str, s: SchedulerDep) -> SchedulePublic:
     s.store.change(name, {"paused": True}, s.store.db_now())
     return _public(s, s.store.get(name), 0)
 
 
 @router.post("/{name}/resume", response_model=SchedulePublic)
-def resume_schedule(name: str, conveyor: ConveyorDep) -> SchedulePublic:
-    s = _scheduler(conveyor)
+def resume_schedule(name: str, s: SchedulerDep) -> SchedulePublic:
     s.store.change(name, {"paused": False}, s.store.db_now())
     return _public(s, s.store.get(name), 0)
 
 
 @router.post("/{name}/trigger", status_code=202, response_model=Triggered)
-def trigger_schedule(name: str, conveyor: ConveyorDep) -> Triggered:
+def trigger_schedule(name: str, s: SchedulerDep) -> Triggered:
     """Fire now, outside the spec (the overlap policy still applies)."""
-    fired = _scheduler(conveyor).trigger(name)
+    fired = s.trigger(name)
     return Triggered(outcome=fired.outcome, job_id=fired.job_id)
