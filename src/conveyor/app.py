@@ -69,7 +69,10 @@ class Conveyor:
         from conveyor.dispatch.redis import RedisDispatcher
 
         return RedisDispatcher(
-            self.settings.redis_url, prefix=self.settings.redis_prefix, consumer=consumer
+            self.settings.redis_url,
+            prefix=self.settings.redis_prefix,
+            consumer=consumer,
+            window=self.settings.dispatch_window,
         )
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ import time
 
 import redis
 
+from conveyor.client import EnqueueRequest
 from conveyor.dispatch import keys
 from conveyor.dispatch.redis import RedisDispatcher
 from tests.conftest import Backend, wait_for
@@ -98,3 +99,37 @@ def test_deliveries_a_dead_worker_fetched_are_handed_out_again(pg_redis: Backend
     again = live.fetch({"default": 10}, block_s=0)
     assert [d.job_id for d in again] == [handle.id]
     assert live.reclaim("default", idle_s=60) == 0  # fresh deliveries are left alone
+
+
+def test_redis_holds_at_most_the_dispatch_window(pg_redis: Backend) -> None:
+    pg_redis.extra_env["CONVEYOR_DISPATCH_WINDOW"] = "50"
+    app = pg_redis.app(dispatch_window=50)
+    handles = app.enqueue_many([EnqueueRequest("add", {"a": i}) for i in range(400)])
+    client = redis.Redis.from_url(pg_redis.redis_url or "")
+    stream = keys.queue_stream(pg_redis.prefix, "default")
+    assert client.xlen(stream) == 50  # the other 350 wait in PostgreSQL
+    pg_redis.worker("--concurrency", "20")
+    depths: list[int] = []
+
+    def drained() -> bool:
+        depths.append(client.xlen(stream))
+        return all(app.get(h.id).terminal for h in handles[-5:])
+
+    wait_for(drained, timeout=60, interval=0.02, what="the backlog fed in and drained")
+    assert all(app.get(h.id).result == i for i, h in enumerate(handles))
+    assert max(depths) <= 50 and len(depths) > 3
+
+
+def test_a_lost_id_behind_a_backlog_is_repaired(pg_redis: Backend) -> None:
+    pg_redis.extra_env["CONVEYOR_DISPATCH_WINDOW"] = "50"
+    app = pg_redis.app(dispatch_window=50)
+    lost = app.enqueue("add", {"a": -1})
+    client = redis.Redis.from_url(pg_redis.redis_url or "")
+    stream = keys.queue_stream(pg_redis.prefix, "default")
+    client.delete(stream)  # its entry is gone: the oldest queued job is now undispatched
+    app.enqueue_many([EnqueueRequest("sleeper", {"seconds": 0.05}) for _ in range(200)])
+    assert client.xlen(stream) == 50
+    pg_redis.worker("--concurrency", "2")  # a slow drain: the backlog stays
+    started = time.monotonic()
+    assert app.wait(lost.id, timeout=20).result == -1
+    assert time.monotonic() - started < 10

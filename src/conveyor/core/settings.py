@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(
         5.0, gt=0, description="How often a worker promotes due jobs and recovers lost ones."
     )
+    dispatch_window: int = Field(
+        10_000,
+        ge=1,
+        description="Most job ids Redis holds per queue; the rest wait in the database and are "
+        "fed in as the stream drains.",
+    )
     poll_seconds: float = Field(
         0.05, gt=0, description="Idle poll interval of database dispatch (SQLite, no Redis)."
     )

@@ -32,6 +32,9 @@ class Dispatcher(Protocol):
     def depth(self, queue: str) -> int:
         """Ids the adapter holds for ``queue``: waiting and delivered-but-unacknowledged."""
 
+    def held(self, queue: str, limit: int) -> set[str]:
+        """Job ids the adapter holds for ``queue`` (at most ``limit`` looked at)."""
+
     def reclaim(self, queue: str, idle_s: float) -> int:
         """Make deliveries that a consumer fetched but never acknowledged (it died) for
         ``idle_s`` deliverable again; returns how many."""

@@ -37,6 +37,9 @@ class DatabaseDispatcher:
     def reclaim(self, queue: str, idle_s: float) -> int:
         return 0
 
+    def held(self, queue: str, limit: int) -> set[str]:
+        return set()
+
     def publish(self, job_ids: Sequence[str]) -> None:
         if not self.notifies or not job_ids:
             return

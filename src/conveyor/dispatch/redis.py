@@ -13,27 +13,59 @@ from conveyor.dispatch.base import Delivery
 
 LISTENER_CHECK_S = 1.0
 
+# XADD each id (ARGV[2..]) while the stream (KEYS[1]) holds fewer than ARGV[1] entries.
+PUSH_BOUNDED = """
+local window = tonumber(ARGV[1])
+local added = 0
+for i = 2, #ARGV do
+  if redis.call('XLEN', KEYS[1]) >= window then break end
+  redis.call('XADD', KEYS[1], '*', 'id', ARGV[i])
+  added = added + 1
+end
+return added
+"""
+
 
 class RedisDispatcher:
     delivers = True
 
-    def __init__(self, url: str, *, prefix: str = "conveyor", consumer: str = "client") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "conveyor",
+        consumer: str = "client",
+        window: int = 10_000,
+    ) -> None:
         self.client: redis.Redis = redis.Redis.from_url(
             url, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30
         )
         self.prefix = prefix
         self.consumer = consumer
         self._groups: set[str] = set()
+        self.window = window
+        self._push_bounded = self.client.register_script(PUSH_BOUNDED)
         self._listeners = 0
         self._listeners_checked = float("-inf")
 
     def push(self, items: Sequence[tuple[str, str]]) -> None:
+        """Add ids while each queue's stream is below the window; the rest stay in the
+        database, from where maintenance feeds them in as the stream drains."""
         if not items:
             return
-        pipe = self.client.pipeline(transaction=False)
+        by_queue: dict[str, list[str]] = {}
         for queue, job_id in items:
-            pipe.xadd(keys.queue_stream(self.prefix, queue), {"id": job_id})
+            by_queue.setdefault(queue, []).append(job_id)
+        pipe = self.client.pipeline(transaction=False)
+        for queue, ids in by_queue.items():
+            stream = keys.queue_stream(self.prefix, queue)
+            self._push_bounded(keys=[stream], args=[self.window, *ids], client=pipe)
         pipe.execute()
+
+    def held(self, queue: str, limit: int) -> set[str]:
+        """The job ids in a queue's stream: waiting, or delivered and not yet acknowledged."""
+        entries = self.client.xrange(keys.queue_stream(self.prefix, queue), count=limit)
+        return {d.job_id for d in _deliveries(queue, [(queue, entries)])}
 
     def fetch(self, counts: Mapping[str, int], block_s: float) -> list[Delivery]:
         wanted = {q: n for q, n in counts.items() if n > 0}

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.maintenance")
 
 PROMOTE_EVERY_S = 0.25
+FEED_GRACE_S = 1.0
+HELD_SLACK = 1000  # entries beyond the window a stream may hold (pushes that raced the check)
 LEASE_NAME = "maintenance"
 
 IO = Callable[..., Awaitable[Any]]
@@ -96,10 +98,12 @@ class Maintenance:
                     await asyncio.sleep(min(1.0, self.settings.reconcile_seconds))
                     continue
                 await self.io(self.promote_due, datetime.now(UTC))
-                if time.monotonic() - self._last_recovery >= self.settings.reconcile_seconds:
+                full = time.monotonic() - self._last_recovery >= self.settings.reconcile_seconds
+                if full:
                     self._last_recovery = time.monotonic()
                     await self.io(self.recover_expired, datetime.now(UTC))
-                    await self.io(self.redispatch_lost, datetime.now(UTC))
+                await self.io(self.feed, datetime.now(UTC), full=full)
+                if full:
                     await self.io(self.apply_retention, datetime.now(UTC))
             except Exception as exc:
                 log.warning("maintenance step failed: %s", exc)
@@ -146,29 +150,32 @@ class Maintenance:
             log.warning("recovered %d job(s) from lost workers", recovered)
         return recovered
 
-    def redispatch_lost(self, now: datetime) -> int:
-        """Re-dispatch queued jobs that Redis does not hold.
+    def feed(self, now: datetime, *, full: bool = False) -> int:
+        """Keep each queue's Redis stream fed from the database, and repair what it lost.
 
-        When a queue's stream is empty (nothing waiting, nothing delivered and unclaimed),
-        any job queued for longer than the grace below cannot be in Redis: its dispatch
-        failed, its enqueuer died after commit, or Redis restarted empty. Duplicates are
-        harmless (a claim is conditional), so the rule errs toward pushing.
+        Redis holds at most ``dispatch_window`` ids per queue; the rest wait in the database.
+        When a stream is below half its window (and on every ``full`` pass, each reconcile
+        interval), the oldest queued jobs that the stream does not hold are pushed: the
+        backlog, ids whose dispatch failed or whose enqueuer died after commit, and all of
+        them after Redis restarted empty. Duplicates are harmless (a claim is conditional).
         """
         if not self.dispatcher.delivers:
             return 0
-        before = now - timedelta(seconds=max(2.0, self.settings.reconcile_seconds))
+        window = self.settings.dispatch_window
+        before = now - timedelta(seconds=FEED_GRACE_S)  # enqueuers push their own first
         pushed = 0
         for queue in self._served_queues(now):
-            # deliveries a dead worker fetched but never claimed: out again after a lease
-            pushed += self.dispatcher.reclaim(queue, self.settings.lease_seconds)
-            if self.dispatcher.depth(queue) > 0:
+            if full:  # deliveries a dead worker fetched but never claimed: out again
+                pushed += self.dispatcher.reclaim(queue, self.settings.lease_seconds)
+            depth = self.dispatcher.depth(queue)
+            if depth >= window or (not full and depth >= window // 2):
                 continue
-            lost = self.runs.stale_queued(queue, before)
-            if lost:
-                self._push([(queue, job_id) for job_id in lost])
-                pushed += len(lost)
-        if pushed:
-            log.warning("re-dispatched %d queued job(s) that Redis did not hold", pushed)
+            held = self.dispatcher.held(queue, window + HELD_SLACK)
+            waiting = self.runs.stale_queued(queue, before, limit=window)
+            missing = [job_id for job_id in waiting if job_id not in held][: window - depth]
+            if missing:
+                self._push([(queue, job_id) for job_id in missing])
+                pushed += len(missing)
         return pushed
 
     def _served_queues(self, now: datetime) -> list[str]:
