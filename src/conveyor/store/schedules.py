@@ -71,17 +71,7 @@ class ScheduleStore:
                     )
                 ).first()
                 if existing is None:
-                    conn.execute(
-                        schedules.insert().values(
-                            **d,
-                            source="code",
-                            enabled=True,
-                            paused=False,
-                            created_at=now,
-                            updated_at=now,
-                            next_tick_at=None,
-                        )  # fmt: skip
-                    )
+                    _insert_new(conn, d, "code", now)
                     continue
                 changed = any(existing._mapping[f] != d[f] for f in SPEC_FIELDS)
                 values: dict[str, Any] = {"enabled": True, "source": "code"}
@@ -104,17 +94,7 @@ class ScheduleStore:
             ).first()
             if exists is not None:
                 raise ScheduleConflict(f"a schedule named {d['name']!r} exists", name=d["name"])
-            conn.execute(
-                schedules.insert().values(
-                    **d,
-                    source="api",
-                    enabled=True,
-                    paused=False,
-                    created_at=now,
-                    updated_at=now,
-                    next_tick_at=None,
-                )  # fmt: skip
-            )
+            _insert_new(conn, d, "api", now)
 
     @translate_errors
     def change(self, name: str, values: dict[str, Any], now: datetime) -> None:
@@ -301,3 +281,18 @@ class ScheduleStore:
         if row is None:
             raise ScheduleNotFound(name)
         return dict(row._mapping)
+
+
+def _insert_new(conn: Connection, d: dict[str, Any], source: str, now: datetime) -> None:
+    """A new schedule, enabled and unpaused; its first tick is computed by the scheduler."""
+    conn.execute(
+        schedules.insert().values(
+            **d,
+            source=source,
+            enabled=True,
+            paused=False,
+            created_at=now,
+            updated_at=now,
+            next_tick_at=None,
+        )  # fmt: skip
+    )
