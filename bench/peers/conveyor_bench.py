@@ -1,0 +1,112 @@
+"""Conveyor, on PostgreSQL + Redis, on PostgreSQL alone and on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import ClassVar
+
+from sqlalchemy import func, select
+
+from bench.env import PYTHON
+from bench.ledger import mark
+from bench.peers.base import Kind, System, Workload
+from conveyor import Context, Conveyor
+from conveyor.client import EnqueueRequest
+from conveyor.core.settings import Settings
+from conveyor.store import make_engine
+from conveyor.store.schema import upgrade
+from conveyor.store.tables import jobs
+
+app = Conveyor()
+
+
+@app.job(retries=0)
+async def noop(ctx: Context, t_enq: float = 0.0) -> None:
+    mark(t_enq, time.time())
+
+
+@app.job(retries=0)
+async def sleep(ctx: Context, t_enq: float = 0.0) -> None:
+    started = time.time()
+    await asyncio.sleep(0.01)
+    mark(t_enq, started)
+
+
+class ConveyorPgRedis(System):
+    name: ClassVar[str] = "conveyor"
+    label: ClassVar[str] = "Conveyor (PostgreSQL + Redis)"
+    packages = ("conveyor", "sqlalchemy", "psycopg", "redis")
+    uses = ("postgresql", "redis")
+    durable = "PostgreSQL (every state change and attempt committed)"
+    records_finish = True
+    redis = True
+    sqlite = False
+
+    def setup(self) -> None:
+        if self.sqlite:
+            self.database_url = f"sqlite:///{self.servers.tmp / 'conveyor.db'}"
+            (self.servers.tmp / "conveyor.db").unlink(missing_ok=True)
+        else:
+            assert self.servers.pg_url
+            self.database_url = self.servers.pg_url
+        self.engine = make_engine(self.database_url)
+        upgrade(self.engine)
+        self.settings = Settings(
+            database_url=self.database_url,
+            redis_url=self.servers.redis_url if self.redis else None,
+            redis_prefix="bench",
+        )
+        self.app = Conveyor(self.settings)
+        self.app.registry = app.registry
+
+    def enqueue_bulk(self, kind: Kind, n: int) -> None:
+        for start in range(0, n, 1000):
+            self.app.enqueue_many([EnqueueRequest(kind, {})] * min(1000, n - start))
+
+    def enqueue_one(self, kind: Kind, t_enq: float) -> None:
+        self.app.enqueue(kind, {"t_enq": t_enq})
+
+    def workers(self, workload: Workload) -> list[list[str]]:
+        return [[
+            PYTHON, "-m", "conveyor", "--log-level", "WARNING", "worker",
+            "--app", "bench.peers.conveyor_bench:app", "--processes", "2",
+            "--concurrency", "200",
+        ]]
+
+    def worker_env(self) -> dict[str, str]:
+        env = {"CONVEYOR_DATABASE_URL": self.database_url, "CONVEYOR_REDIS_PREFIX": "bench"}
+        if self.redis:
+            env["CONVEYOR_REDIS_URL"] = self.servers.redis_url
+        return env
+
+    def drained(self, n: int) -> float | None:
+        with self.engine.connect() as conn:
+            done, last = conn.execute(
+                select(func.count(), func.max(jobs.c.finished_at)).where(
+                    jobs.c.state == "completed"
+                )
+            ).one()
+        return last.timestamp() if done >= n and last is not None else None
+
+    def close(self) -> None:
+        self.app.close()
+        self.engine.dispose()
+
+
+class ConveyorPg(ConveyorPgRedis):
+    name = "conveyor-pg"
+    label = "Conveyor (PostgreSQL alone)"
+    packages = ("conveyor", "sqlalchemy", "psycopg")
+    uses = ("postgresql",)
+    redis = False
+
+
+class ConveyorSqlite(ConveyorPgRedis):
+    name = "conveyor-sqlite"
+    label = "Conveyor (SQLite)"
+    packages = ("conveyor", "sqlalchemy")
+    uses = ()
+    durable = "SQLite in WAL mode (every state change and attempt committed)"
+    redis = False
+    sqlite = True

@@ -1,0 +1,70 @@
+"""RQ 2.x: the forking ``Worker`` and the in-process ``SimpleWorker`` (Redis)."""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar
+
+from redis import Redis
+
+from bench.env import PYTHON
+from bench.ledger import mark
+from bench.peers.base import Kind, System, Workload
+
+
+def noop(t_enq: float = 0.0) -> None:
+    mark(t_enq, time.time())
+
+
+def sleep(t_enq: float = 0.0) -> None:
+    started = time.time()
+    time.sleep(0.01)
+    mark(t_enq, started)
+
+
+FUNCS = {"noop": noop, "sleep": sleep}
+
+
+class RQSimple(System):
+    name: ClassVar[str] = "rq-simple"
+    label: ClassVar[str] = "RQ SimpleWorker"
+    packages = ("rq", "redis")
+    durable = "Redis"
+    worker_class = "rq.worker.SimpleWorker"
+
+    def setup(self) -> None:
+        from rq import Queue
+
+        self.redis = Redis.from_url(self.servers.redis_url)
+        self.queue = Queue("bench", connection=self.redis)
+
+    def enqueue_bulk(self, kind: Kind, n: int) -> None:
+        from rq import Queue
+
+        func = FUNCS[kind]
+        for start in range(0, n, 1000):
+            self.queue.enqueue_many(
+                [Queue.prepare_data(func, (0.0,)) for _ in range(min(1000, n - start))]
+            )
+
+    def enqueue_one(self, kind: Kind, t_enq: float) -> None:
+        self.queue.enqueue(FUNCS[kind], t_enq)
+
+    def workers(self, workload: Workload) -> list[list[str]]:
+        # RQ runs one job at a time per worker process: one process per core.
+        argv = [
+            PYTHON, "-m", "rq.cli", "worker", "--url", self.servers.redis_url,
+            "--worker-class", self.worker_class, "--logging_level", "WARNING", "bench",
+        ]
+        return [argv, argv]
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+class RQFork(RQSimple):
+    name = "rq"
+    label = "RQ Worker (fork per job)"
+    worker_class = "rq.worker.Worker"
+
+

@@ -1,0 +1,167 @@
+"""W1–W3, the same for every system: enqueue, start the workers, read the ledger."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.env import Processes, Servers, wait_until, worker_env
+from bench.ledger import Ledger
+from bench.peers.base import Kind, System, Workload
+
+
+@dataclass
+class Bench:
+    """One measurement's system, servers, ledger and worker processes."""
+
+    system: System
+    servers: Servers
+    ledger: Ledger
+    procs: Processes
+
+    def launch(self, workload: Workload) -> float:
+        launched = time.time()
+        for argv in self.system.workers(workload):
+            self.procs.start(argv)
+        return launched
+
+    def wait_for(self, n: int, timeout: float) -> bool:
+        return wait_until(lambda: self.ledger.count() >= n, timeout, self.procs.check)
+
+    def drained_at(self, n: int, ledger_last: float) -> float:
+        """The n-th job's terminal time: the system's own durable record when it has one."""
+        found: list[float] = []
+
+        def ready() -> bool:
+            at = self.system.drained(n)
+            if at is not None:
+                found.append(at)
+            return bool(found)
+
+        if not self.system.records_finish:
+            return ledger_last
+        if not wait_until(ready, 30, self.procs.check):
+            raise RuntimeError(f"{self.system.name}: the ledger has {n} runs, its store fewer")
+        return max(found[0], ledger_last)
+
+
+def measure(system_cls: type[System], workload: str, tmp: Path, **params: Any) -> dict[str, Any]:
+    servers = Servers(tmp)
+    servers.fresh()
+    ledger = Ledger(tmp / "ledger")
+    system = system_cls(servers)
+    procs: Processes | None = None
+    try:
+        system.setup()
+        env = worker_env(servers, ledger.path) | system.worker_env()
+        procs = Processes(env, tmp / f"{system.name}.log")
+        bench = Bench(system, servers, ledger, procs)
+        result = WORKLOADS[workload](bench, **params)
+    finally:
+        if procs is not None:
+            procs.stop()
+        system.close()
+        servers.drop()
+    return {"workload": workload, "system": system.name, **params, **result}
+
+
+def throughput(bench: Bench, jobs: int, cap_s: float, kind: Kind = "noop",
+               single: int = 1000) -> dict[str, Any]:
+    """W1 (noop) and W3 (sleep): enqueue, then drain with the workers using both cores."""
+    system = bench.system
+    single = min(single, jobs // 10)
+    started = time.perf_counter()
+    for _ in range(single):
+        system.enqueue_one(kind, 0.0)
+    single_s = time.perf_counter() - started
+    started = time.perf_counter()
+    system.enqueue_bulk(kind, jobs - single)
+    bulk_s = time.perf_counter() - started
+    commands = bench.servers.redis_commands()
+    workload: Workload = "throughput" if kind == "noop" else "io"
+    launched = bench.launch(workload)
+    done = bench.wait_for(jobs, cap_s)
+    entries = bench.ledger.entries()
+    first = min((e.t_start for e in entries), default=launched)
+    if done:
+        last = bench.drained_at(jobs, max(e.t_end for e in entries))
+        ran = jobs
+    else:
+        last, ran = time.time(), len(entries)
+    commands = bench.servers.redis_commands() - commands
+    return {
+        "kind": kind,
+        "completed": ran,
+        "capped": not done,
+        "config": system.config(workload),
+        "enqueue_one_per_s": round(single / single_s) if single else None,
+        "enqueue_bulk_per_s": round((jobs - single) / bulk_s),
+        "per_s": round(ran / (last - first)),
+        "per_s_from_launch": round(ran / (last - launched)),
+        "startup_s": round(first - launched, 3),
+        "redis_commands_per_job": round(commands / ran, 1) if ran and "redis" in system.uses else None,
+    }
+
+
+def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[str, Any]:
+    """W2: warm idle workers, jobs enqueued one by one at a steady rate (open loop)."""
+    system = bench.system
+    bench.launch("latency")
+    for _ in range(20):
+        system.enqueue_one("noop", time.time())
+    if not bench.wait_for(20, 90):
+        raise RuntimeError(f"{system.name}: warm-up jobs did not run")
+    time.sleep(1.0)
+    bench.ledger.reset()
+    total = int(rate * seconds)
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.perf_counter()
+        futures = []
+        for i in range(total):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(lambda: system.enqueue_one("noop", time.time())))
+        for f in futures:
+            f.result()
+        enqueue_s = time.perf_counter() - t0
+    done = bench.wait_for(total, 60)
+    entries = sorted(bench.ledger.entries(), key=lambda e: e.t_enq)
+    starts = [(e.t_start - e.t_enq) * 1000 for e in entries]
+    ends = [(e.t_end - e.t_enq) * 1000 for e in entries]
+    tenth = max(1, len(starts) // 10)
+    return {
+        "rate": rate,
+        "completed": len(entries),
+        "capped": not done,
+        "config": system.config("latency"),
+        "enqueue_rate": round(total / enqueue_s),
+        **percentiles("start_ms", starts),
+        **percentiles("finish_ms", ends),
+        # A backlog shows as later jobs waiting longer than early ones.
+        "lag_growth_ms": round(
+            statistics.median(starts[-tenth:]) - statistics.median(starts[:tenth]), 2
+        ) if starts else None,
+    }
+
+
+def percentiles(prefix: str, values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {f"{prefix}_p50": None, f"{prefix}_p95": None, f"{prefix}_p99": None}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {f"{prefix}_p50": at(0.50), f"{prefix}_p95": at(0.95), f"{prefix}_p99": at(0.99)}
+
+
+WORKLOADS = {
+    "w1": lambda bench, **p: throughput(bench, kind="noop", **p),
+    "w2": latency,
+    "w3": lambda bench, **p: throughput(bench, kind="sleep", single=0, **p),
+}
