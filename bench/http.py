@@ -12,25 +12,18 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 
-from bench.throughput import ROOT, _database, _drop
+from bench.env import ROOT, Servers, free_port
 from conveyor.store import make_engine
 from conveyor.store.schema import upgrade
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _single(base: str, clients: int, seconds: float) -> tuple[int, list[float]]:
@@ -92,53 +85,84 @@ def _wrk_ms(out: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+class Api:
+    """One `conveyor api` process on this measurement's servers."""
+
+    def __init__(self, backend: str, tmp: Path) -> None:
+        self.servers = Servers(tmp)
+        self.backend = backend
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Api:
+        self.servers.fresh()
+        if self.backend == "sqlite":
+            self.database_url = f"sqlite:///{self.servers.tmp / 'api.db'}"
+        else:
+            assert self.servers.pg_url
+            self.database_url = self.servers.pg_url
+        engine = make_engine(self.database_url)
+        upgrade(engine)
+        engine.dispose()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+        env.update(CONVEYOR_DATABASE_URL=self.database_url, PYTHONPATH=str(ROOT),
+                   CONVEYOR_REDIS_PREFIX="bench")
+        if self.backend == "pg-redis":
+            env["CONVEYOR_REDIS_URL"] = self.servers.redis_url
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "--log-level", "WARNING", "api",
+             "--app", "bench.peers.conveyor_bench:app", "--port", str(port)],
+            env=env, cwd=ROOT,
+        )  # fmt: skip
+        self.base = f"http://127.0.0.1:{port}"
+        _wait_healthy(self.base)
+        return self
+
+    def rss_mb(self) -> float:
+        assert self.proc is not None
+        return round(psutil.Process(self.proc.pid).memory_info().rss / 2**20, 1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(30)
+        self.servers.drop()
+
+
 def run(backend: str, clients: int, seconds: float, batches: int) -> dict[str, object]:
-    with tempfile.TemporaryDirectory() as tmp:
-        db_url, redis_url = _database(backend, Path(tmp))
-        try:
-            engine = make_engine(db_url)
-            upgrade(engine)
-            engine.dispose()
-            port = _free_port()
-            env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-            env.update(CONVEYOR_DATABASE_URL=db_url, PYTHONPATH=str(ROOT))
-            env["CONVEYOR_REDIS_PREFIX"] = f"bench{uuid.uuid4().hex[:6]}"
-            if redis_url:
-                env["CONVEYOR_REDIS_URL"] = redis_url
-            api = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "--log-level", "WARNING", "api",
-                 "--app", "bench.jobs:app", "--port", str(port)],
-                env=env, cwd=ROOT,
-            )  # fmt: skip
-            base = f"http://127.0.0.1:{port}"
-            try:
-                _wait_healthy(base)
-                measured = _wrk(base, clients, seconds)
-                if measured is None:
-                    n, latencies = asyncio.run(_single(base, clients, seconds))
-                    latencies.sort()
-                    measured = (
-                        n / seconds,
-                        latencies[len(latencies) // 2] * 1000,
-                        latencies[int(len(latencies) * 0.99)] * 1000,
-                    )
-                batch_s = asyncio.run(_batches(base, batches))
-            finally:
-                api.terminate()
-                api.wait(30)
-        finally:
-            _drop(db_url)
+    with tempfile.TemporaryDirectory() as tmp, Api(backend, Path(tmp)) as api:
+        idle_rss = api.rss_mb()
+        measured = _wrk(api.base, clients, seconds)
+        if measured is None:
+            n, latencies = asyncio.run(_single(api.base, clients, seconds))
+            latencies.sort()
+            measured = (
+                n / seconds,
+                latencies[len(latencies) // 2] * 1000,
+                latencies[int(len(latencies) * 0.99)] * 1000,
+            )
+        batch_s = asyncio.run(_batches(api.base, batches))
+        busy_rss = api.rss_mb()
     rate, p50_ms, p99_ms = measured
     return {
-        "workload": "W4 HTTP",
-        "system": f"conveyor ({backend})",
+        "workload": "w4",
+        "system": "conveyor" if backend == "pg-redis" else f"conveyor-{backend}",
         "clients": clients,
+        "seconds": seconds,
         "load_generator": "wrk" if shutil.which("wrk") else "httpx",
         "post_jobs_per_s": round(rate),
         "post_latency_p50_ms": round(p50_ms, 1),
         "post_latency_p99_ms": round(p99_ms, 1),
         "batch_jobs_per_s": round(batches * 1000 / batch_s),
+        "api_rss_idle_mb": idle_rss,
+        "api_rss_after_mb": busy_rss,
     }
+
+
+def suite(quick: bool) -> list[dict[str, object]]:
+    if quick:
+        return [run("pg-redis", clients=10, seconds=2, batches=2)]
+    return [run("pg-redis", clients=50, seconds=10, batches=20)]
 
 
 def _wait_healthy(base: str) -> None:

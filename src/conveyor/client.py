@@ -18,7 +18,7 @@ from conveyor.core.ids import new_job_id
 from conveyor.core.payloads import unstorable_fields
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
-from conveyor.core.sizes import json_size
+from conveyor.core.sizes import to_json
 from conveyor.core.states import State
 from conveyor.core.views import JobView, Page
 from conveyor.dispatch.base import Dispatcher
@@ -77,6 +77,12 @@ class Client:
         conn = connection
         if conn is None:
             conn = next((r.options.connection for r in requests if r.options.connection), None)
+        return self.insert_prepared(new_jobs, connection=conn)
+
+    def insert_prepared(self, new_jobs: Sequence[NewJob], *, connection: Any = None) -> list[Inserted]:
+        """Insert jobs already validated by ``prepare_all`` (one transaction: the caller's
+        when ``connection`` is given, dispatched after it commits)."""
+        conn = connection
         if conn is None:
             inserted = self.jobs.insert(new_jobs)
         else:
@@ -116,14 +122,22 @@ class Client:
 
     def problems(self, requests: Sequence[EnqueueRequest]) -> list[tuple[int, ConveyorError]]:
         """Every request that would be refused, with why; nothing is written."""
+        return self.prepare_all(requests)[1]
+
+    def prepare_all(
+        self, requests: Sequence[EnqueueRequest]
+    ) -> tuple[list[NewJob], list[tuple[int, ConveyorError]]]:
+        """The jobs the requests would create, and every refused request with why (validated
+        once: pass the jobs to ``insert_prepared`` when there are no problems)."""
         now = utcnow()
+        prepared: list[NewJob] = []
         found: list[tuple[int, ConveyorError]] = []
         for index, request in enumerate(requests):
             try:
-                self._new_job(request, now)
+                prepared.append(self._new_job(request, now))
             except ConveyorError as exc:
                 found.append((index, exc))
-        return found
+        return prepared, found
 
     def prepare(self, request: EnqueueRequest, now: datetime) -> NewJob:
         """The job a request would create, validated; nothing is written."""
@@ -135,7 +149,8 @@ class Client:
         unstorable = unstorable_fields(payload)
         if unstorable:
             raise InvalidPayload(job_type.name, unstorable)
-        size = json_size(payload)
+        payload_json = to_json(payload)
+        size = len(payload_json) if payload_json.isascii() else len(payload_json.encode())
         if size > self.settings.max_payload_bytes:
             raise PayloadTooLarge("payload", size, self.settings.max_payload_bytes)
         opts = request.options
@@ -169,6 +184,7 @@ class Client:
             timeout_s=timeout_s,
             idempotency_key=key,
             payload_hash=_payload_hash(job_type.name, payload, queue) if key else None,
+            payload_json=payload_json,
         )
 
     def dispatch(self, ready: list[tuple[str, str]]) -> None:

@@ -42,3 +42,10 @@ def job_public(
 
 def accepted(request: Request, job_id: str, state: State, created: bool) -> JobAccepted:
     return JobAccepted(id=job_id, state=state, created=created, links=links(request, job_id))
+
+
+def accepted_dict(request: Request, job_id: str, state: State, created: bool) -> dict[str, Any]:
+    """``accepted`` as the plain dict it serialises to, for values that come from the store."""
+    base = f"{request.scope.get('root_path', '')}/jobs/{job_id}"
+    links = {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"}
+    return {"id": job_id, "state": state.value, "created": created, "links": links}

@@ -6,8 +6,11 @@ import json
 from typing import Any
 
 
+def to_json(value: Any) -> str:
+    """``value`` as compact JSON text; TypeError/ValueError if it is not JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def json_size(value: Any) -> int:
     """Bytes of ``value`` as compact UTF-8 JSON; TypeError/ValueError if it is not JSON."""
-    return len(
-        json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-    )
+    return len(to_json(value).encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from conveyor.api.schemas import (
     JobPage,
     JobPublic,
 )
-from conveyor.api.views import accepted, job_public
+from conveyor.api.views import accepted, accepted_dict, job_public
 from conveyor.client import EnqueueOptions, EnqueueRequest
 from conveyor.core.ids import is_job_id
 from conveyor.core.states import State
@@ -91,12 +92,13 @@ async def create_job(
     response_model=BatchAccepted,
     dependencies=[Depends(require_json)],
 )
-def create_batch(body: BatchCreate, request: Request, client: ClientDep) -> BatchAccepted:
+def create_batch(body: BatchCreate, request: Request, client: ClientDep) -> Response:
     """Enqueue up to 1,000 jobs in one transaction: all of them, or none."""
     requests = [_request(item, None) for item in body.jobs]
+    prepared, refused = client.prepare_all(requests)
     problems = [
         {"index": i, "code": exc.code, "message": exc.message, "details": exc.details}
-        for i, exc in client.problems(requests)
+        for i, exc in refused
     ]
     if problems:
         raise ApiError(
@@ -105,11 +107,14 @@ def create_batch(body: BatchCreate, request: Request, client: ClientDep) -> Batc
             f"{len(problems)} of {len(requests)} jobs are invalid; nothing was enqueued",
             errors=problems,
         )
-    inserted = client.enqueue_many(requests)
+    inserted = client.insert_prepared(prepared)
     for item, done in zip(body.jobs, inserted, strict=True):
         if done.created:
             request.app.state.enqueued[(item.type, done.queue)] += 1
-    return BatchAccepted(jobs=[accepted(request, i.id, i.state, i.created) for i in inserted])
+    # Plain dicts serialised once (the BatchAccepted shape): every value comes from the
+    # store, and building then re-checking 2,000 models cost more than the insert itself.
+    out = {"jobs": [accepted_dict(request, i.id, i.state, i.created) for i in inserted]}
+    return Response(json.dumps(out), status_code=202, media_type="application/json")
 
 
 @router.get("/{job_id}", response_model=JobPublic)
