@@ -80,7 +80,11 @@ class Processes:
     def start(self, argv: list[str]) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as log:
             proc = subprocess.Popen(
-                argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                argv,
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.procs.append(proc)

@@ -104,8 +104,11 @@ class Api:
         upgrade(engine)
         engine.dispose()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
-        env.update(CONVEYOR_DATABASE_URL=self.database_url, PYTHONPATH=str(ROOT),
-                   CONVEYOR_REDIS_PREFIX="bench")
+        env.update(
+            CONVEYOR_DATABASE_URL=self.database_url,
+            PYTHONPATH=str(ROOT),
+            CONVEYOR_REDIS_PREFIX="bench",
+        )
         if self.backend == "pg-redis":
             env["CONVEYOR_REDIS_URL"] = self.servers.redis_url
         port = free_port()

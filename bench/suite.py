@@ -42,8 +42,11 @@ BIG_RUN_MIN_RATE = 2_000
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run in seconds")
     parser.add_argument("--repeat", type=int, help="measurements per system (default 3, quick 1)")
     parser.add_argument("--systems", help="comma-separated names (default: all installed)")
@@ -76,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             chosen = names
             if workload == "w1" and params["jobs"] > 10_000:
                 chosen = [n for n in names if _median_rate(results, n) >= BIG_RUN_MIN_RATE]
-            _alternate(chosen, repeat, lambda name, rep: _one(systems[name], workload, params,
-                                                              rep, record))
+            _alternate(
+                chosen,
+                repeat,
+                lambda name, rep, w=workload, p=params: _one(systems[name], w, p, rep, record),
+            )
     extra: dict[str, Callable[[bool], list[dict[str, Any]]]] = {}
     if "w4" in workloads:
         from bench import http
@@ -98,8 +104,14 @@ def main(argv: list[str] | None = None) -> int:
                     record({"rep": rep, **line})
             except Exception as exc:  # a failed workload is reported, the suite goes on
                 traceback.print_exc()
-                record({"workload": workload, "system": "conveyor", "rep": rep,
-                        "error": f"{type(exc).__name__}: {exc}"})
+                record(
+                    {
+                        "workload": workload,
+                        "system": "conveyor",
+                        "rep": rep,
+                        "error": f"{type(exc).__name__}: {exc}",
+                    }
+                )
             if workload == "w5":
                 break  # one million rows once is enough: its figures are medians already
     if args.report or not args.quick:
@@ -119,15 +131,24 @@ def _alternate(names: list[str], repeat: int, run: Callable[[str, int], None]) -
             run(name, rep)
 
 
-def _one(cls: Any, workload: str, params: dict[str, Any], rep: int,
-         record: Callable[[dict[str, Any]], None]) -> None:
+def _one(
+    cls: Any,
+    workload: str,
+    params: dict[str, Any],
+    rep: int,
+    record: Callable[[dict[str, Any]], None],
+) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         try:
             line = measure(cls, workload, Path(tmp), **params)
         except Exception as exc:
             traceback.print_exc()
-            line = {"workload": workload, "system": cls.name, **params,
-                    "error": f"{type(exc).__name__}: {exc}"}
+            line = {
+                "workload": workload,
+                "system": cls.name,
+                **params,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
     record({"rep": rep, "at": time.time(), **line})
 
 
@@ -136,7 +157,11 @@ def _median_rate(results: Path, name: str) -> float:
     if results.exists():
         for raw in results.read_text().splitlines():
             line = json.loads(raw)
-            if line.get("workload") == "w1" and line.get("system") == name \
-                    and line.get("jobs") == 10_000 and line.get("per_s"):
+            if (
+                line.get("workload") == "w1"
+                and line.get("system") == name
+                and line.get("jobs") == 10_000
+                and line.get("per_s")
+            ):
                 rates.append(line["per_s"])
     return statistics.median(rates) if rates else 0.0

@@ -69,8 +69,9 @@ def measure(system_cls: type[System], workload: str, tmp: Path, **params: Any) -
     return {"workload": workload, "system": system.name, **params, **result}
 
 
-def throughput(bench: Bench, jobs: int, cap_s: float, kind: Kind = "noop",
-               single: int = 1000) -> dict[str, Any]:
+def throughput(
+    bench: Bench, jobs: int, cap_s: float, kind: Kind = "noop", single: int = 1000
+) -> dict[str, Any]:
     """W1 (noop) and W3 (sleep): enqueue, then drain with the workers using both cores."""
     system = bench.system
     single = min(single, jobs // 10)
@@ -103,7 +104,9 @@ def throughput(bench: Bench, jobs: int, cap_s: float, kind: Kind = "noop",
         "per_s": round(ran / (last - first)),
         "per_s_from_launch": round(ran / (last - launched)),
         "startup_s": round(first - launched, 3),
-        "redis_commands_per_job": round(commands / ran, 1) if ran and "redis" in system.uses else None,
+        "redis_commands_per_job": round(commands / ran, 1)
+        if ran and "redis" in system.uses
+        else None,
     }
 
 
@@ -145,7 +148,9 @@ def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[s
         # A backlog shows as later jobs waiting longer than early ones.
         "lag_growth_ms": round(
             statistics.median(starts[-tenth:]) - statistics.median(starts[:tenth]), 2
-        ) if starts else None,
+        )
+        if starts
+        else None,
     }
 
 

@@ -38,7 +38,7 @@ class System(ABC):
     def __init__(self, servers: Servers) -> None:
         self.servers = servers
 
-    def setup(self) -> None:
+    def setup(self) -> None:  # noqa: B027 - optional hook
         """Called after the servers were emptied: create schemas, queues, clients."""
 
     @abstractmethod
@@ -56,7 +56,9 @@ class System(ABC):
 
     def config(self, workload: Workload) -> str:
         """One line for the report: how the workers ran."""
-        return " ; ".join(" ".join(argv[2:] if argv[1] == "-m" else argv) for argv in self.workers(workload))
+        return " ; ".join(
+            " ".join(argv[2:] if argv[1] == "-m" else argv) for argv in self.workers(workload)
+        )
 
     def worker_env(self) -> dict[str, str]:
         """Extra environment for the worker processes (they also get BENCH_LEDGER,
@@ -68,7 +70,7 @@ class System(ABC):
         records one stricter than the ledger; None to use the ledger's last end."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients (the harness drops the databases)."""
 
 
@@ -83,6 +85,6 @@ class AsyncBridge:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)

@@ -68,11 +68,22 @@ class ConveyorPgRedis(System):
         self.app.enqueue(kind, {"t_enq": t_enq})
 
     def workers(self, workload: Workload) -> list[list[str]]:
-        return [[
-            PYTHON, "-m", "conveyor", "--log-level", "WARNING", "worker",
-            "--app", "bench.peers.conveyor_bench:app", "--processes", "2",
-            "--concurrency", "200",
-        ]]
+        return [
+            [
+                PYTHON,
+                "-m",
+                "conveyor",
+                "--log-level",
+                "WARNING",
+                "worker",
+                "--app",
+                "bench.peers.conveyor_bench:app",
+                "--processes",
+                "2",
+                "--concurrency",
+                "200",
+            ]
+        ]
 
     def worker_env(self) -> dict[str, str]:
         env = {"CONVEYOR_DATABASE_URL": self.database_url, "CONVEYOR_REDIS_PREFIX": "bench"}

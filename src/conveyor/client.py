@@ -79,7 +79,9 @@ class Client:
             conn = next((r.options.connection for r in requests if r.options.connection), None)
         return self.insert_prepared(new_jobs, connection=conn)
 
-    def insert_prepared(self, new_jobs: Sequence[NewJob], *, connection: Any = None) -> list[Inserted]:
+    def insert_prepared(
+        self, new_jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[Inserted]:
         """Insert jobs already validated by ``prepare_all`` (one transaction: the caller's
         when ``connection`` is given, dispatched after it commits)."""
         conn = connection

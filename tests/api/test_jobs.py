@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
-from tests.api.conftest import enqueue, error_of, job, listed_ids
+from conveyor.store import make_engine
+from tests.api.conftest import enqueue, error_of, job, listed_ids, make_api
 from tests.apps.jobs import app as jobs_app
 from tests.conftest import Backend, wait_for
 
@@ -514,6 +516,36 @@ def test_queues_count_jobs_by_queue_and_state(api: TestClient) -> None:
     assert queues["critical"]["counts"] == {**zero, "queued": 1}
     assert queues["default"]["oldest_queued_age_seconds"] >= 0
     assert queues["default"]["completed_last_minute"] == 0
+
+
+def test_queue_counts_above_the_cap_are_estimated_not_counted(
+    pg_redis: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog of millions must not be counted row by row on every /queues or /metrics:
+    above COUNT_CAP the count comes from the planner's statistics and says so."""
+    monkeypatch.setattr("conveyor.store.stats.COUNT_CAP", 5)
+    with make_api(pg_redis) as api:
+        response = api.post(
+            "/jobs/batch", json={"jobs": [{"type": "add", "payload": {"a": 1}}] * 40}
+        )
+        assert response.status_code == 202
+        enqueue(api, "sync_add", {"a": 1})
+        engine = make_engine(pg_redis.database_url)
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE conveyor_jobs"))
+        engine.dispose()
+        queues = {q["name"]: q for q in api.get("/queues").json()}
+        assert queues["default"]["estimated"] == ["queued"]
+        # The estimate reads table statistics: near 40, and never below what was seen.
+        assert 5 <= queues["default"]["counts"]["queued"] <= 80
+        assert queues["default"]["counts"]["running"] == 0
+        assert queues["low"]["counts"]["queued"] >= 1  # a queue outside the sample still shows
+        depth = [
+            line
+            for line in api.get("/metrics").text.splitlines()
+            if line.startswith('conveyor_queue_depth{queue="default",state="queued"}')
+        ]
+        assert len(depth) == 1 and float(depth[0].split()[-1]) >= 5
 
 
 def test_health_and_readiness(backend: Backend, api: TestClient) -> None:

@@ -152,6 +152,10 @@ class JobTypePublic(BaseModel):
 class QueuePublic(BaseModel):
     name: str
     counts: dict[str, int]
+    estimated: list[str] = Field(
+        default_factory=list,
+        description="States whose count is above 10,000 and estimated from table statistics.",
+    )
     oldest_queued_age_seconds: float | None
     completed_last_minute: int
     failed_last_minute: int

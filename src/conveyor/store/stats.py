@@ -6,12 +6,29 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, text
+from sqlalchemy import Connection, Engine, and_, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.states import ACTIVE, State
 from conveyor.store.errors import translate_errors
 from conveyor.store.tables import counters, jobs
+
+#: Jobs a queue overview reads per state before it estimates instead of counting.
+COUNT_CAP = 10_000
+
+# Every queue name in the table, one index probe per name (a loose index scan), not a scan.
+_ALL_QUEUES = text(
+    """
+    WITH RECURSIVE q(queue) AS (
+        (SELECT queue FROM conveyor_jobs ORDER BY queue LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.queue FROM conveyor_jobs j WHERE j.queue > q.queue
+                ORDER BY j.queue LIMIT 1)
+        FROM q WHERE q.queue IS NOT NULL
+    )
+    SELECT queue FROM q WHERE queue IS NOT NULL
+    """
+)
 
 #: (metric, job type, queue, histogram bound or "") -> amount to add
 CounterKey = tuple[str, str, str, str]
@@ -46,17 +63,13 @@ class StatsStore:
 
     @translate_errors
     def queue_overview(self, now: datetime) -> dict[str, dict[str, Any]]:
-        """Per queue: active counts by state, oldest queued age, the last minute's work."""
+        """Per queue: active counts by state (``estimated`` lists those above COUNT_CAP, from
+        the planner's statistics), oldest queued age, the last minute's work."""
         queues: dict[str, dict[str, Any]] = {}
 
         def entry(queue: str) -> dict[str, Any]:
             return queues.setdefault(queue, {"counts": {s.value: 0 for s in ACTIVE}})
 
-        active = (
-            select(jobs.c.queue, jobs.c.state, func.count())
-            .where(jobs.c.state.in_([s.value for s in ACTIVE]))
-            .group_by(jobs.c.queue, jobs.c.state)
-        )
         since = now - timedelta(minutes=1)
         recent = (
             select(
@@ -79,8 +92,13 @@ class StatsStore:
             .group_by(jobs.c.queue, jobs.c.state)
         )
         with self.engine.connect() as conn:
-            for queue, state, count in conn.execute(active):
-                entry(queue)["counts"][state] = int(count)
+            for state in sorted(ACTIVE):
+                counts, estimated = self._bounded_counts(conn, state)
+                for queue, count in counts.items():
+                    e = entry(queue)
+                    e["counts"][state.value] = count
+                    if estimated:
+                        e.setdefault("estimated", []).append(state.value)
             finished: dict[str, dict[str, Any]] = {}
             for queue, state, count, run_s, wait_s in conn.execute(recent):
                 e = entry(queue)
@@ -90,6 +108,7 @@ class StatsStore:
                 f["run"] += float(run_s or 0) * int(count)
                 f["wait"] += float(wait_s or 0) * int(count)
             for queue, e in queues.items():
+                e.setdefault("estimated", [])
                 e.setdefault("completed_last_minute", 0)
                 e.setdefault("failed_last_minute", 0)
                 done = finished.get(queue)
@@ -105,6 +124,46 @@ class StatsStore:
                     round((now - oldest).total_seconds(), 3) if oldest else None
                 )
         return dict(sorted(queues.items()))
+
+    def _bounded_counts(self, conn: Connection, state: State) -> tuple[dict[str, int], bool]:
+        """Jobs in ``state`` per queue, reading at most COUNT_CAP index entries: exact below
+        the cap; above it (PostgreSQL), the planner's estimate for each queue seen, so that a
+        backlog of millions costs what a thousand does. Returns (counts, estimated)."""
+        sample = (
+            select(jobs.c.queue)
+            .where(jobs.c.state == state.value)
+            .limit(COUNT_CAP if self.dialect == "postgresql" else None)
+            .subquery()
+        )
+        counts = {
+            q: int(n)
+            for q, n in conn.execute(select(sample.c.queue, func.count()).group_by(sample.c.queue))
+        }
+        if sum(counts.values()) < COUNT_CAP or self.dialect != "postgresql":
+            return counts, False
+        for queue in conn.execute(_ALL_QUEUES).scalars():
+            if queue not in counts:  # not in the sample: count it, again at most COUNT_CAP
+                bounded = (
+                    select(jobs.c.id)
+                    .where(jobs.c.state == state.value, jobs.c.queue == queue)
+                    .limit(COUNT_CAP)
+                    .subquery()
+                )
+                n = conn.execute(select(func.count()).select_from(bounded)).scalar_one()
+                if n < COUNT_CAP:
+                    if n:
+                        counts[queue] = int(n)
+                    continue
+            plan = conn.execute(
+                text(
+                    "EXPLAIN (FORMAT JSON) SELECT 1 FROM conveyor_jobs "
+                    "WHERE state = :state AND queue = :queue"
+                ),
+                {"state": state.value, "queue": queue},
+            ).scalar_one()
+            planned = int(plan[0]["Plan"]["Plan Rows"]) if isinstance(plan, list) else 0
+            counts[queue] = max(counts.get(queue, 0), planned)
+        return counts, True
 
     def _seconds(self, start: Any, end: Any) -> Any:
         if self.dialect == "postgresql":
