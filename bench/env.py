@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import psycopg
 import redis
 
@@ -89,6 +90,23 @@ class Processes:
             )
         self.procs.append(proc)
         return proc
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(largest process, sum of all processes) resident memory of the workers and their
+        children, in MiB."""
+        sizes = []
+        for proc in self.procs:
+            try:
+                root = psutil.Process(proc.pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                continue
+            for p in tree:
+                try:
+                    sizes.append(p.memory_info().rss / 2**20)
+                except psutil.NoSuchProcess:
+                    pass
+        return (round(max(sizes), 1), round(sum(sizes), 1)) if sizes else (0.0, 0.0)
 
     def check(self) -> None:
         for proc in self.procs:

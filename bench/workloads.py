@@ -32,6 +32,22 @@ class Bench:
     def wait_for(self, n: int, timeout: float) -> bool:
         return wait_until(lambda: self.ledger.count() >= n, timeout, self.procs.check)
 
+    def wait_sampling_rss(self, n: int, timeout: float) -> tuple[bool, float]:
+        """``wait_for``, also sampling the workers' memory every 0.25 s: (done, largest
+        process's peak RSS in MiB)."""
+        peak = [0.0]
+        next_sample = [0.0]
+
+        def check() -> None:
+            self.procs.check()
+            now = time.monotonic()
+            if now >= next_sample[0]:
+                peak[0] = max(peak[0], self.procs.rss_mb()[0])
+                next_sample[0] = now + 0.25
+
+        done = wait_until(lambda: self.ledger.count() >= n, timeout, check)
+        return done, peak[0]
+
     def drained_at(self, n: int, ledger_last: float) -> float:
         """The n-th job's terminal time: the system's own durable record when it has one."""
         found: list[float] = []
@@ -85,7 +101,7 @@ def throughput(
     commands = bench.servers.redis_commands()
     workload: Workload = "throughput" if kind == "noop" else "io"
     launched = bench.launch(workload)
-    done = bench.wait_for(jobs, cap_s)
+    done, peak_rss = bench.wait_sampling_rss(jobs, cap_s)
     entries = bench.ledger.entries()
     first = min((e.t_start for e in entries), default=launched)
     if done:
@@ -104,6 +120,7 @@ def throughput(
         "per_s": round(ran / (last - first)),
         "per_s_from_launch": round(ran / (last - launched)),
         "startup_s": round(first - launched, 3),
+        "busy_rss_mb": peak_rss,
         "redis_commands_per_job": round(commands / ran, 1)
         if ran and "redis" in system.uses
         else None,
@@ -119,6 +136,7 @@ def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[s
     if not bench.wait_for(20, 90):
         raise RuntimeError(f"{system.name}: warm-up jobs did not run")
     time.sleep(1.0)
+    idle_rss, idle_rss_total = bench.procs.rss_mb()
     bench.ledger.reset()
     total = int(rate * seconds)
     with ThreadPoolExecutor(threads) as pool:
@@ -143,6 +161,8 @@ def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[s
         "capped": not done,
         "config": system.config("latency"),
         "enqueue_rate": round(total / enqueue_s),
+        "idle_rss_mb": idle_rss,
+        "idle_rss_total_mb": idle_rss_total,
         **percentiles("start_ms", starts),
         **percentiles("finish_ms", ends),
         # A backlog shows as later jobs waiting longer than early ones.
