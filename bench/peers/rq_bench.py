@@ -1,7 +1,15 @@
-"""RQ 2.x: the forking ``Worker`` and the in-process ``SimpleWorker`` (Redis)."""
+"""RQ 2.x: the forking ``Worker`` and the in-process ``SimpleWorker`` (Redis).
+
+Two worker processes (RQ runs one job at a time per process: one per core), started by this
+module as a worker script that imports the job module before the work loop: RQ's documented
+pattern for fast workers ("Performance notes"), so a forked work horse does not import the
+jobs again for every job.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from typing import ClassVar
 
@@ -51,12 +59,11 @@ class RQSimple(System):
         self.queue.enqueue(FUNCS[kind], t_enq)
 
     def workers(self, workload: Workload) -> list[list[str]]:
-        # RQ runs one job at a time per worker process: one process per core.
-        argv = [
-            PYTHON, "-m", "rq.cli", "worker", "--url", self.servers.redis_url,
-            "--worker-class", self.worker_class, "--logging_level", "WARNING", "bench",
-        ]
+        argv = [PYTHON, "-m", "bench.peers.rq_bench", self.worker_class]
         return [argv, argv]
+
+    def config(self, workload: Workload) -> str:
+        return f"2 x {self.worker_class}, bench.peers.rq_bench worker script (jobs preloaded)"
 
     def close(self) -> None:
         self.redis.close()
@@ -68,3 +75,16 @@ class RQFork(RQSimple):
     worker_class = "rq.worker.Worker"
 
 
+def run_worker(worker_class: str) -> None:
+    from rq.utils import import_attribute
+
+    redis = Redis.from_url(os.environ["BENCH_REDIS"])
+    worker = import_attribute(worker_class)(["bench"], connection=redis)
+    worker.work(logging_level="WARNING")
+
+
+if __name__ == "__main__":
+    # Import under the module's own name, so that work horses find the jobs loaded.
+    from bench.peers.rq_bench import run_worker as run
+
+    run(sys.argv[1])
