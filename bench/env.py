@@ -63,6 +63,13 @@ class Servers:
             self._db = None
             self.pg_url = None
 
+    def analyze(self) -> None:
+        """Table statistics for the backlog, as autovacuum would gather on a server in
+        steady state (this one may have it off): the same for every PostgreSQL system."""
+        if self.pg_url:
+            with psycopg.connect(self.pg_url, autocommit=True) as conn:
+                conn.execute("ANALYZE")
+
     def redis_commands(self) -> int:
         """Commands the Redis server has executed (all clients), from INFO commandstats."""
         with self.redis() as r:

@@ -98,6 +98,7 @@ def throughput(
     started = time.perf_counter()
     system.enqueue_bulk(kind, jobs - single)
     bulk_s = time.perf_counter() - started
+    bench.servers.analyze()
     commands = bench.servers.redis_commands()
     workload: Workload = "throughput" if kind == "noop" else "io"
     launched = bench.launch(workload)

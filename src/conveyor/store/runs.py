@@ -428,24 +428,25 @@ def _groups(finishes: Sequence[Finish]) -> list[list[Finish]]:
 
 
 # PostgreSQL: a batch of finishes as two statements whatever its size — one UPDATE joined to
-# the finishes passed as arrays, one INSERT of the attempt rows — instead of two per job.
-_FINISH_COLUMNS = """
-    FROM unnest(CAST(:id AS uuid[]), CAST(:attempt AS int[]), CAST(:state AS text[]),
-                CAST(:error AS text[]), CAST(:result AS text[]),
-                CAST(:finished_at AS timestamptz[]), CAST(:run_at AS timestamptz[]),
-                CAST(:progress AS float8[]), CAST(:stage AS text[]), CAST(:message AS text[]))
-         AS v(id, attempt, state, error, result, finished_at, run_at, progress, stage, message)
+# the finishes, one INSERT of the attempt rows — instead of two per job. The rows travel as
+# one JSON document (encoding it is C code; adapting arrays of values is not).
+_FINISH_ROWS = """
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS v(id uuid, attempt int, state text, error jsonb, result jsonb,
+              finished_at timestamptz, run_at timestamptz, progress float8, stage text,
+              message text)
     WHERE j.id = v.id AND j.attempt = v.attempt AND j.state = 'running'
 """
 _INSERT_ATTEMPTS = text(
     """
     INSERT INTO conveyor_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome,
                                    error_type, error_message, traceback)
-    SELECT * FROM unnest(CAST(:job_id AS uuid[]), CAST(:attempt AS int[]),
-                         CAST(:worker_id AS text[]), CAST(:started_at AS timestamptz[]),
-                         CAST(:finished_at AS timestamptz[]), CAST(:outcome AS text[]),
-                         CAST(:error_type AS text[]), CAST(:error_message AS text[]),
-                         CAST(:traceback AS text[]))
+    SELECT id, attempt, worker_id, started_at, finished_at, outcome, error_type,
+           error_message, traceback
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS v(id uuid, attempt int, worker_id text, started_at timestamptz,
+              finished_at timestamptz, outcome text, error_type text, error_message text,
+              traceback text)
     ON CONFLICT DO NOTHING
     """
 )
@@ -454,7 +455,8 @@ _INSERT_ATTEMPTS = text(
 def _finish_sql(state: State, charges_attempt: bool) -> Any:
     sets = [
         "state = v.state",
-        "error = CAST(v.error AS jsonb)",
+        # JSON null, not SQL NULL, for "none": what the JSON column type stores for None.
+        "error = coalesce(v.error, 'null'::jsonb)",
         "worker_id = NULL",
         "lease_expires_at = NULL",
         "cancel_requested = false",
@@ -463,7 +465,7 @@ def _finish_sql(state: State, charges_attempt: bool) -> Any:
         "message = coalesce(v.message, j.message)",
     ]
     if state is State.COMPLETED:
-        sets += ["result = CAST(v.result AS jsonb)", "progress = 100.0"]
+        sets += ["result = coalesce(v.result, 'null'::jsonb)", "progress = 100.0"]
     else:
         sets.append("progress = coalesce(v.progress, j.progress)")
     if state in (State.COMPLETED, State.FAILED, State.CANCELED):
@@ -472,40 +474,48 @@ def _finish_sql(state: State, charges_attempt: bool) -> Any:
         sets.append("scheduled_at = v.run_at")
     if not charges_attempt:
         sets.append("uncharged = j.uncharged + 1")
-    return text(f"UPDATE conveyor_jobs AS j SET {', '.join(sets)} {_FINISH_COLUMNS}")
+    return text(f"UPDATE conveyor_jobs AS j SET {', '.join(sets)} {_FINISH_ROWS}")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
 
 
 def _finish_columns(conn: Connection, group: Sequence[Finish]) -> int:
     """Apply one group of finishes (same state and fence) in two statements; returns how many
     passed the fence. Attempt rows are written for all, once per (job, attempt)."""
     first = group[0]
+    finishes = [
+        {
+            "id": f.job_id,
+            "attempt": f.attempt,
+            "state": f.state.value,
+            "error": f.error.as_dict() if f.error else None,
+            "result": f.result,
+            "finished_at": f.finished_at.isoformat(),
+            "run_at": _iso(f.run_at),
+            "progress": f.progress,
+            "stage": f.stage,
+            "message": f.message,
+        }
+        for f in group
+    ]
     updated = conn.execute(
-        _finish_sql(first.state, first.charges_attempt),
-        {
-            "id": [f.job_id for f in group],
-            "attempt": [f.attempt for f in group],
-            "state": [f.state.value for f in group],
-            "error": [to_json(f.error.as_dict() if f.error else None) for f in group],
-            "result": [to_json(f.result) for f in group],
-            "finished_at": [f.finished_at for f in group],
-            "run_at": [f.run_at for f in group],
-            "progress": [f.progress for f in group],
-            "stage": [f.stage for f in group],
-            "message": [f.message for f in group],
-        },
-    ).rowcount
-    conn.execute(
-        _INSERT_ATTEMPTS,
-        {
-            "job_id": [f.job_id for f in group],
-            "attempt": [f.attempt for f in group],
-            "worker_id": [f.worker_id for f in group],
-            "started_at": [f.started_at for f in group],
-            "finished_at": [f.finished_at for f in group],
-            "outcome": [f.outcome.value for f in group],
-            "error_type": [f.error.type if f.error else None for f in group],
-            "error_message": [f.error.message if f.error else None for f in group],
-            "traceback": [f.error.traceback if f.error else None for f in group],
-        },
+        _finish_sql(first.state, first.charges_attempt), {"rows": to_json(finishes)}
     )
-    return int(updated)
+    attempts_rows = [
+        {
+            "id": f.job_id,
+            "attempt": f.attempt,
+            "worker_id": f.worker_id,
+            "started_at": _iso(f.started_at),
+            "finished_at": f.finished_at.isoformat(),
+            "outcome": f.outcome.value,
+            "error_type": f.error.type if f.error else None,
+            "error_message": f.error.message if f.error else None,
+            "traceback": f.error.traceback if f.error else None,
+        }
+        for f in group
+    ]
+    conn.execute(_INSERT_ATTEMPTS, {"rows": to_json(attempts_rows)})
+    return int(updated.rowcount)

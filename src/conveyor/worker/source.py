@@ -74,8 +74,9 @@ class RedisSource:
             return []
         by_id = {d.job_id: d for d in deliveries}
         claimed = self.runs.claim_ids(list(by_id), self.worker_id, _now(), self.lease_s)
-        done = [by_id[j.id] for j in claimed]
-        missing = [d for d in deliveries if d.job_id not in {j.id for j in claimed}]
+        claimed_ids = {j.id for j in claimed}
+        done = [by_id[i] for i in claimed_ids]
+        missing = [d for d in deliveries if d.job_id not in claimed_ids]
         if missing:
             done += self._sort_missing(missing)
         self.dispatcher.ack(done)
