@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from tests.servers import PrivatePostgres
 
 from bench.env import PYTHON, Processes, Servers, wait_until, worker_env
 from bench.ledger import Ledger
@@ -27,7 +28,6 @@ from conveyor.client import EnqueueRequest
 from conveyor.core.settings import Settings
 from conveyor.store import make_engine
 from conveyor.store.schema import upgrade
-from tests.servers import PrivatePostgres
 
 
 class StatementCounter:

@@ -1,16 +1,16 @@
 """pgqueuer 1.x on PostgreSQL alone, through asyncpg (the driver its docs recommend and its CLI
 tries first; its own benchmark puts asyncpg at about twice psycopg's rate).
 
-Workers: two processes (one per core) each running ``pgqueuer.run(main, batch_size=100)``, the
-documented programmatic twin of ``pgq run module:main --batch-size 100`` on uvloop as the CLI does
-(``pgq run`` itself crashes in pgqueuer 1.6.0 with typer 0.29: its --log-level parser hands a str
-where an enum is expected). Each is a ``PgQueuer`` over one dedicated asyncpg connection (the
-documented set-up for a QueueManager), dequeuing 100 jobs per round trip (its tuning guide: raise the batch size for short jobs), with LISTEN/NOTIFY
-waking idle workers (the default) and no concurrency limit (``concurrency_limit=0`` and no
-``--max-concurrent-tasks``: every dequeued job runs at once). Schema installed with the default
-durability (logged tables), as the other PostgreSQL systems are. Harness: ``Queries.enqueue``
-with lists of 1000 for bulk and one job per call otherwise, over one asyncpg connection (its
-driver serialises calls with an asyncio.Lock) on an AsyncBridge.
+Workers: two processes (one per core), each ``pgqueuer.run(main, batch_size=100)`` on uvloop:
+the documented programmatic twin of ``pgq run bench.peers.pgqueuer_bench:main --batch-size 100``
+(``pgq run`` itself exits at start in pgqueuer 1.6.0 under typer 0.29: its --log-level parser
+passes a str where setup_fancy_logger expects an enum). Each runs a ``PgQueuer`` over one
+dedicated asyncpg connection (the documented set-up for a queue manager), dequeues 100 jobs per
+round trip (its tuning guide: raise the batch size for short jobs), is woken by LISTEN/NOTIFY
+(the default) and runs every dequeued job at once (no ``concurrency_limit``, no
+``--max-concurrent-tasks``). Schema installed with the default durability (logged tables).
+Harness: ``Queries.enqueue`` with lists of 1000 for bulk and one job per call otherwise, over
+one asyncpg connection (its driver serialises calls with an asyncio.Lock) on an AsyncBridge.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import ClassVar
+from datetime import datetime
+from typing import ClassVar, cast
 
 import asyncpg
 import pgqueuer
@@ -67,9 +68,10 @@ async def main() -> AsyncIterator[PgQueuerApp]:
 class PgQueuer(System):
     name: ClassVar[str] = "pgqueuer"
     label: ClassVar[str] = "pgqueuer"
-    packages = ("pgqueuer", "asyncpg")
+    packages = ("pgqueuer", "asyncpg", "uvloop")
     uses = ("postgresql",)
-    durable = "PostgreSQL (pgqueuer row, deleted when finished)"
+    durable = "PostgreSQL (pgqueuer row; outcome in pgqueuer_log, written in batches)"
+    records_finish = True
 
     def setup(self) -> None:
         assert self.servers.pg_url
@@ -89,6 +91,16 @@ class PgQueuer(System):
     def workers(self, workload: Workload) -> list[list[str]]:
         argv = [PYTHON, "-m", "bench.peers.pgqueuer_bench", "--batch-size", str(BATCH)]
         return [argv, argv]
+
+    def drained(self, n: int) -> float | None:
+        # Workers buffer outcomes (100 at a time or every ~0.1 s) and write them with the
+        # DELETE of the job rows: a job is finished once its "successful" log row exists.
+        log = self.queries.qbe.settings.queue_table_log
+        (row,) = self.bridge.run(self.queries.driver.fetch(
+            f"SELECT count(*) AS done, max(created) AS last FROM {log} WHERE status = 'successful'"
+        ))
+        done, last = cast(int, row["done"]), cast(datetime | None, row["last"])
+        return last.timestamp() if done >= n and last is not None else None
 
     def close(self) -> None:
         self.bridge.run(self.connection.close())

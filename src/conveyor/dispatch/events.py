@@ -22,7 +22,7 @@ async def job_changes(url: str, prefix: str) -> AsyncIterator[str]:
             elif isinstance(data, str):
                 yield data
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         await client.aclose()
 
 

@@ -153,7 +153,9 @@ class RedisDispatcher:
         now = time.monotonic()
         if now - self._listeners_checked >= LISTENER_CHECK_S:
             channel = keys.events_channel(self.prefix)
-            self._listeners = int(dict(self.client.pubsub_numsub(channel)).get(channel.encode(), 0))
+            # (casts: redis-py's stubs type sync replies as possibly awaitable in some versions)
+            reply: Any = self.client.pubsub_numsub(channel)
+            self._listeners = int(dict(reply).get(channel.encode(), 0))
             self._listeners_checked = now
         return self._listeners > 0
 
@@ -163,7 +165,8 @@ class RedisDispatcher:
     def depth(self, queue: str) -> int:
         # Entries are deleted when acknowledged, so the length counts both waiting and
         # delivered-but-unclaimed ids.
-        return int(self.client.xlen(keys.queue_stream(self.prefix, queue)))
+        length: Any = self.client.xlen(keys.queue_stream(self.prefix, queue))
+        return int(length)
 
     def _ensure_groups(self, queues: Mapping[str, int]) -> None:
         for queue in queues:

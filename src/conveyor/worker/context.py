@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Generator, Sequence
 from typing import Any
 
@@ -57,23 +56,33 @@ class Context:
         self.stages = tuple(stages)
         self._progress = progress
         self._on_dirty = on_dirty
-        self._cancelled = threading.Event()
+        # A plain flag: set once by the worker, read by the handler (also from a thread).
+        self._cancelled = False
         self.cancel_reason: str | None = None
-        self.logger = logging.LoggerAdapter(log, {"job_id": job_id, "attempt": attempt})
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry the job id and attempt."""
+        if self._logger is None:
+            self._logger = logging.LoggerAdapter(
+                log, {"job_id": self.job_id, "attempt": self.attempt}
+            )
+        return self._logger
 
     @property
     def cancelled(self) -> bool:
         """True once the job was canceled, timed out or its worker is shutting down."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def _cancel(self, reason: str) -> None:
         if self.cancel_reason is None:
             self.cancel_reason = reason
-        self._cancelled.set()
+        self._cancelled = True
 
     def check(self) -> _Done:
         """Raise JobCanceled if the job should stop; a cheap call for long loops."""
-        if self._cancelled.is_set():
+        if self._cancelled:
             raise JobCanceled(self.cancel_reason or "canceled")
         return _DONE
 

@@ -43,17 +43,15 @@ async def execute(
             if stopped is None:
                 raise
             return stopped
+    deadline: asyncio.Timeout | None = None
     try:
-        async with asyncio.timeout(timeout_s) as deadline:
-            if job_type.is_async:
-                result = await job_type.handler(*args, **kwargs)
-            else:
-                call = functools.partial(job_type.handler, *args, **kwargs)
-                context = contextvars.copy_context()
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(threads, context.run, call)
+        if timeout_s is None:  # no deadline to keep: skip the timeout machinery
+            result = await _call(job_type, args, kwargs, threads)
+        else:
+            async with asyncio.timeout(timeout_s) as deadline:
+                result = await _call(job_type, args, kwargs, threads)
     except TimeoutError as exc:
-        if not deadline.expired():
+        if deadline is None or not deadline.expired():
             return _error(exc)
         ctx._cancel(TIMEOUT)  # a sync handler's thread sees ctx.cancelled from now on
         return Attempt(
@@ -68,6 +66,16 @@ async def execute(
     except Exception as exc:
         return _error(exc)
     return _checked_result(result, max_result_bytes)
+
+
+async def _call(
+    job_type: JobType, args: tuple[Any, ...], kwargs: dict[str, Any], threads: Executor
+) -> Any:
+    if job_type.is_async:
+        return await job_type.handler(*args, **kwargs)
+    call = functools.partial(job_type.handler, *args, **kwargs)
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(threads, context.run, call)
 
 
 def _stopped(ctx: Context) -> Attempt | None:
@@ -94,6 +102,8 @@ def _error(exc: BaseException) -> Attempt:
 
 
 def _checked_result(result: Any, limit: int) -> Attempt:
+    if result is None:
+        return Attempt(AttemptOutcome.COMPLETED, result=None)
     try:
         size = json_size(result)
     except (TypeError, ValueError) as exc:
