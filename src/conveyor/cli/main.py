@@ -98,7 +98,7 @@ def worker(
         if with_scheduler:
             argv.append("--with-scheduler")
         sys.exit(Supervisor(argv, processes).run())
-    from conveyor.worker.loop import Worker
+    from conveyor.worker.loop import Worker, run_event_loop
 
     w = Worker(
         app,
@@ -115,7 +115,7 @@ def worker(
             loop.add_signal_handler(sig, w.request_stop)
         await w.run()
 
-    asyncio.run(main())
+    run_event_loop(main())
 
 
 @cli.command()

@@ -6,6 +6,7 @@ that lost its lease cannot overwrite what the attempt that replaced it wrote.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +52,11 @@ _CLAIM_COLUMNS = (
 _RUNNING = State.RUNNING.value
 
 
+_UUID_TEXT = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
+)
+
+
 class RunStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -64,9 +70,17 @@ class RunStore:
         """Claim the given queued jobs; ids that are not queued (stale hand-offs) are skipped."""
         if not ids:
             return []
+        wanted = [i for i in ids if _UUID_TEXT.match(i)]  # a malformed entry must not fail the rest
+        if not wanted:
+            return []
+        which: Any = jobs.c.id.in_(wanted)
+        if self.dialect == "postgresql":  # one array parameter, not one bound value per id
+            which = text("conveyor_jobs.id = ANY(CAST(:claim_ids AS uuid[]))").bindparams(
+                claim_ids="{" + ",".join(wanted) + "}"
+            )
         with self.engine.begin() as conn:
             self._claim_commits_async(conn)
-            return self._claim(conn, jobs.c.id.in_(list(ids)), worker_id, now, lease_s)
+            return self._claim(conn, which, worker_id, now, lease_s)
 
     def claim_next(
         self, counts: Mapping[str, int], worker_id: str, now: datetime, lease_s: float

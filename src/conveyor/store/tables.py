@@ -111,7 +111,13 @@ jobs = Table(
     Index("conveyor_jobs_state", "state", "id"),
     Index("conveyor_jobs_type", "type", "id"),
     Index("conveyor_jobs_queue", "queue", "id"),
-    Index("conveyor_jobs_finished", "finished_at"),
+    # Only finished rows: queued and running ones (the hot path's updates) skip this index.
+    Index(
+        "conveyor_jobs_finished",
+        "finished_at",
+        postgresql_where=text("finished_at IS NOT NULL"),
+        sqlite_where=text("finished_at IS NOT NULL"),
+    ),
 )
 
 attempts = Table(
