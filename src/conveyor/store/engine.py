@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from conveyor.core.errors import ConfigurationError
@@ -19,6 +21,10 @@ def normalize_url(url: str) -> str:
         if url.startswith(plain):
             return "postgresql+psycopg://" + url[len(plain) :]
     return url
+
+
+# Seconds a pooled connection may sit idle before it is checked on checkout.
+PING_IDLE_S = 1.0
 
 
 def make_engine(url: str, *, pool_size: int = 5, idle_in_transaction_s: float = 0) -> Engine:
@@ -40,14 +46,37 @@ def make_engine(url: str, *, pool_size: int = 5, idle_in_transaction_s: float = 
     if idle_in_transaction_s:
         timeout_ms = int(idle_in_transaction_s * 1000)
         connect_args["options"] = f"-c idle_in_transaction_session_timeout={timeout_ms}"
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_timeout=5,
         connect_args=connect_args,
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only when it sat idle for a while: a busy pool
+    skips the round trip (every statement would pay it), an idle one still finds the
+    connections a database restart broke. A connection that breaks while in use fails its
+    statement, which invalidates the whole pool, as with a ping."""
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        last = record.info.get("checked_in_at")
+        if last is not None and time.monotonic() - last > PING_IDLE_S:
+            try:
+                with dbapi_conn.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                dbapi_conn.rollback()
+            except Exception as exc:
+                raise DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -79,7 +79,6 @@ class RunStore:
                 claim_ids="{" + ",".join(wanted) + "}"
             )
         with self.engine.begin() as conn:
-            self._claim_commits_async(conn)
             return self._claim(conn, which, worker_id, now, lease_s)
 
     def claim_next(
@@ -88,7 +87,6 @@ class RunStore:
         """Claim up to ``counts[queue]`` of the oldest queued jobs of each queue."""
         claimed: list[ClaimedJob] = []
         with self.engine.begin() as conn:
-            self._claim_commits_async(conn)
             for queue, count in counts.items():
                 if count <= 0:
                     continue
@@ -100,14 +98,6 @@ class RunStore:
                 )
                 claimed += self._claim(conn, self._picked(oldest), worker_id, now, lease_s)
         return claimed
-
-    def _claim_commits_async(self, conn: Connection) -> None:
-        """A claim does not wait for its WAL flush (PostgreSQL): the job starts a disk write
-        sooner. Losing the claim in a server crash only makes the job queued again, and the
-        crash-lost attempt's finish is fenced: at-least-once either way. Every later
-        synchronous commit (the finish) flushes the claim before it."""
-        if self.dialect == "postgresql":
-            conn.execute(text("SET LOCAL synchronous_commit = off"))
 
     def _picked(self, ids: Select[Any]) -> ColumnElement[bool]:
         """``jobs.id`` among the rows ``ids`` selects, locking them on PostgreSQL.
