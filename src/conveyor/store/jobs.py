@@ -39,6 +39,10 @@ class JobStore:
         """Insert jobs in one transaction (the caller's, when ``conn`` is given)."""
         if conn is not None:
             return self._insert(conn, new_jobs)
+        if self.dialect == "postgresql" and all(j.idempotency_key is None for j in new_jobs):
+            # One INSERT, atomic by itself: sent without BEGIN/COMMIT round trips.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as own:
+                return self._insert(own, new_jobs)
         with self.engine.begin() as own:
             return self._insert(own, new_jobs)
 

@@ -78,6 +78,9 @@ class RunStore:
             which = text("conveyor_jobs.id = ANY(CAST(:claim_ids AS uuid[]))").bindparams(
                 claim_ids="{" + ",".join(wanted) + "}"
             )
+            # One statement, atomic by itself: sent without BEGIN/COMMIT round trips.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                return self._claim(conn, which, worker_id, now, lease_s)
         with self.engine.begin() as conn:
             return self._claim(conn, which, worker_id, now, lease_s)
 
