@@ -28,7 +28,7 @@ from bench.workloads import measure
 
 FULL: dict[str, list[dict[str, Any]]] = {
     "w1": [{"jobs": 10_000, "cap_s": 20}, {"jobs": 100_000, "cap_s": 60}],
-    "w2": [{"rate": 200, "seconds": 10}, {"rate": 1000, "seconds": 10}],
+    "w2": [{"rate": 200, "seconds": 5}, {"rate": 1000, "seconds": 5}],
     "w3": [{"jobs": 5_000, "cap_s": 20}],
 }
 QUICK: dict[str, list[dict[str, Any]]] = {

@@ -151,7 +151,8 @@ def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[s
         for f in futures:
             f.result()
         enqueue_s = time.perf_counter() - t0
-    done = bench.wait_for(total, 60)
+    # A system that fell behind gets 15 s more, then is reported with what it finished.
+    done = bench.wait_for(total, 15)
     entries = sorted(bench.ledger.entries(), key=lambda e: e.t_enq)
     starts = [(e.t_start - e.t_enq) * 1000 for e in entries]
     ends = [(e.t_end - e.t_enq) * 1000 for e in entries]
