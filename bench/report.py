@@ -23,9 +23,12 @@ from bench.systems import available
 
 Lines = list[dict[str, Any]]
 INTRO = ROOT / "bench" / "INTRO.md"
+FINDINGS = ROOT / "bench" / "FINDINGS.md"
 
 
-def write_report(results: Path, out: Path) -> None:
+def write_report(results: Path, out: Path, findings: bool = True) -> None:
+    """The report from ``results``; ``findings`` adds bench/FINDINGS.md, the hand-written
+    reading of the published run (not of a smoke run)."""
     lines = [json.loads(raw) for raw in results.read_text().splitlines() if raw.strip()]
     assets = out.parent / "benchmarks"
     assets.mkdir(parents=True, exist_ok=True)
@@ -35,6 +38,8 @@ def write_report(results: Path, out: Path) -> None:
     label = {name: systems[name].label for name in order}
     parts = [INTRO.read_text().rstrip() + "\n", _machine(), _versions(order, systems)]
     parts.append(_targets(lines))
+    if findings and FINDINGS.exists():
+        parts.append(FINDINGS.read_text().rstrip() + "\n")
     for jobs in sorted({line["jobs"] for line in lines if line["workload"] == "w1"}):
         rows = [x for x in lines if x["workload"] == "w1" and x["jobs"] == jobs]
         parts.append(_throughput(f"W1 — throughput, {jobs:,} no-op jobs", rows, order, label))
@@ -105,14 +110,17 @@ def _throughput(title: str, rows: Lines, order: list[str], label: dict[str, str]
         ok = [r for r in rs if "error" not in r]
         capped = [r for r in ok if r.get("capped")]
         m = _med(ok, "per_s")
-        ratio = f"{best[0] / m[0]:.1f}× slower" if best and m and name != "conveyor" else ""
+        ratio = ""
+        if best and m and name != "conveyor":
+            ratio = (f"{best[0] / m[0]:.1f}× slower" if m[0] <= best[0]
+                     else f"**{m[0] / best[0]:.1f}× faster**")
         note = f"; {len(capped)} capped at {capped[0]['cap_s']} s ({capped[0]['completed']:,} done)" \
             if capped else ""
         out.append(
             f"| {label[name]} | {_cell(ok, 'per_s')} | {_cell(ok, 'per_s_from_launch', spread=False)} "
             f"| {ratio} | {_cell(ok, 'enqueue_bulk_per_s', spread=False)} "
             f"| {_cell(ok, 'enqueue_one_per_s', spread=False)} "
-            f"| {_cell(ok, 'redis_commands_per_job', 1, spread=False)} "
+            f"| {_cell(ok, 'redis_commands_per_job', 2, spread=False)} "
             f"| {_cell(ok, 'busy_rss_mb', 0, spread=False)} | {len(ok)}/{len(rs)}{note} |"
         )
     return "\n".join(out) + "\n"
@@ -217,7 +225,7 @@ def _w6(rows: Lines, lines: Lines, order: list[str], label: dict[str, str]) -> s
         b = [x for x in w1 if x["system"] == name and "error" not in x]
         out.append(f"| {label[name]} | {_cell(a, 'idle_rss_mb', 0, False)} "
                    f"| {_cell(b, 'busy_rss_mb', 0, False)} "
-                   f"| {_cell(b, 'redis_commands_per_job', 1, False)} |")
+                   f"| {_cell(b, 'redis_commands_per_job', 2, False)} |")
     return "\n".join(out) + "\n"
 
 

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report or not args.quick:
         from bench.report import write_report
 
-        write_report(results, args.report or ROOT / "docs" / "benchmarks.md")
+        write_report(results, args.report or ROOT / "docs" / "benchmarks.md",
+                     findings=not args.quick)
     print(f"results: {results}", file=sys.stderr)
     return 0
 
