@@ -186,7 +186,6 @@ class Client:
             timeout_s=timeout_s,
             idempotency_key=key,
             payload_hash=_payload_hash(job_type.name, payload, queue) if key else None,
-            payload_json=payload_json,
         )
 
     def dispatch(self, ready: list[tuple[str, str]]) -> None:

@@ -220,9 +220,8 @@ def _valid_uuid(text: str) -> bool:
 
 
 # One statement for any number of rows: the rows travel as one JSON document, so the server
-# parses and plans once (an executemany runs one INSERT per row) and the client encodes once
-# (C code; adapting arrays of values is Python). Payloads already serialised for the size
-# check are spliced in as they are.
+# parses and plans once (an executemany runs one INSERT per row) and the client encodes once,
+# in C (adapting arrays of values is Python).
 _INSERT_ROWS = text(
     """
     INSERT INTO conveyor_jobs (id, type, queue, state, payload, max_attempts, timeout_s,
@@ -238,23 +237,21 @@ _INSERT_ROWS = text(
 
 
 def _insert_columns(conn: Connection, new_jobs: Sequence[NewJob]) -> None:
-    parts = []
-    for j in new_jobs:
-        head = to_json(
-            {
-                "id": j.id,
-                "type": j.type,
-                "queue": j.queue,
-                "state": j.state.value,
-                "max_attempts": j.max_attempts,
-                "timeout_s": j.timeout_s,
-                "created_at": j.created_at.isoformat(),
-                "scheduled_at": j.scheduled_at.isoformat() if j.scheduled_at else None,
-            }
-        )
-        payload = j.payload_json if j.payload_json is not None else to_json(j.payload)
-        parts.append(f'{head[:-1]},"payload":{payload}}}')
-    conn.execute(_INSERT_ROWS, {"rows": "[" + ",".join(parts) + "]"})
+    rows = [
+        {
+            "id": j.id,
+            "type": j.type,
+            "queue": j.queue,
+            "state": j.state.value,
+            "payload": j.payload,
+            "max_attempts": j.max_attempts,
+            "timeout_s": j.timeout_s,
+            "created_at": j.created_at.isoformat(),
+            "scheduled_at": j.scheduled_at.isoformat() if j.scheduled_at else None,
+        }
+        for j in new_jobs
+    ]
+    conn.execute(_INSERT_ROWS, {"rows": to_json(rows)})
 
 
 def _row(job: NewJob) -> dict[str, Any]:

@@ -23,7 +23,6 @@ class NewJob:
     timeout_s: float | None = None
     idempotency_key: str | None = None
     payload_hash: str | None = None
-    payload_json: str | None = None  # the payload as compact JSON, when already serialised
 
 
 @dataclass(frozen=True, slots=True)

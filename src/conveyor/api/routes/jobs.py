@@ -34,7 +34,12 @@ ERRORS = {
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERRORS)  # type: ignore[arg-type]
 
 
+_NO_OPTIONS = EnqueueOptions()
+
+
 def _request(body: JobCreate, header_key: str | None) -> EnqueueRequest:
+    if header_key is None and not body.model_fields_set - {"type", "payload"}:
+        return EnqueueRequest(body.type, body.payload, _NO_OPTIONS)  # the common case, cheaply
     key = body.idempotency_key
     if header_key is not None:
         if key is not None and key != header_key:
