@@ -18,7 +18,7 @@ from conveyor.core.ids import new_job_id
 from conveyor.core.payloads import unstorable_fields
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
-from conveyor.core.sizes import to_json
+from conveyor.core.sizes import json_size
 from conveyor.core.states import State
 from conveyor.core.views import JobView, Page
 from conveyor.dispatch.base import Dispatcher
@@ -122,10 +122,6 @@ class Client:
             self.dispatch(ready)
         return results
 
-    def problems(self, requests: Sequence[EnqueueRequest]) -> list[tuple[int, ConveyorError]]:
-        """Every request that would be refused, with why; nothing is written."""
-        return self.prepare_all(requests)[1]
-
     def prepare_all(
         self, requests: Sequence[EnqueueRequest]
     ) -> tuple[list[NewJob], list[tuple[int, ConveyorError]]]:
@@ -151,8 +147,7 @@ class Client:
         unstorable = unstorable_fields(payload)
         if unstorable:
             raise InvalidPayload(job_type.name, unstorable)
-        payload_json = to_json(payload)
-        size = len(payload_json) if payload_json.isascii() else len(payload_json.encode())
+        size = json_size(payload)
         if size > self.settings.max_payload_bytes:
             raise PayloadTooLarge("payload", size, self.settings.max_payload_bytes)
         opts = request.options

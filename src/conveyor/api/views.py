@@ -13,9 +13,13 @@ from conveyor.core.states import State
 from conveyor.core.views import JobView
 
 
-def links(request: Request, job_id: str) -> Links:
+def _link_paths(request: Request, job_id: str) -> dict[str, str]:
     base = f"{request.scope.get('root_path', '')}/jobs/{job_id}"
-    return Links(self=base, events=f"{base}/events", cancel=f"{base}/cancel")
+    return {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"}
+
+
+def links(request: Request, job_id: str) -> Links:
+    return Links(**_link_paths(request, job_id))
 
 
 def secret_fields(conveyor: Conveyor, job_type: str) -> frozenset[str]:
@@ -46,6 +50,5 @@ def accepted(request: Request, job_id: str, state: State, created: bool) -> JobA
 
 def accepted_dict(request: Request, job_id: str, state: State, created: bool) -> dict[str, Any]:
     """``accepted`` as the plain dict it serialises to, for values that come from the store."""
-    base = f"{request.scope.get('root_path', '')}/jobs/{job_id}"
-    links = {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"}
-    return {"id": job_id, "state": state.value, "created": created, "links": links}
+    paths = _link_paths(request, job_id)
+    return {"id": job_id, "state": state.value, "created": created, "links": paths}

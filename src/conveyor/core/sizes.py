@@ -16,4 +16,5 @@ def to_json(value: Any) -> str:
 
 def json_size(value: Any) -> int:
     """Bytes of ``value`` as compact UTF-8 JSON; TypeError/ValueError if it is not JSON."""
-    return len(to_json(value).encode())
+    text = to_json(value)
+    return len(text) if text.isascii() else len(text.encode())

@@ -50,7 +50,7 @@ class JobStore:
         if self.dialect == "postgresql":
             plain_jobs = [job for job in new_jobs if job.idempotency_key is None]
             if plain_jobs:
-                _insert_columns(conn, plain_jobs)
+                _insert_rows(conn, plain_jobs)
         else:
             plain = [_row(job) for job in new_jobs if job.idempotency_key is None]
             if plain:
@@ -236,7 +236,7 @@ _INSERT_ROWS = text(
 )
 
 
-def _insert_columns(conn: Connection, new_jobs: Sequence[NewJob]) -> None:
+def _insert_rows(conn: Connection, new_jobs: Sequence[NewJob]) -> None:
     rows = [
         {
             "id": j.id,

@@ -73,15 +73,15 @@ class RunStore:
         wanted = [i for i in ids if _UUID_TEXT.match(i)]  # a malformed entry must not fail the rest
         if not wanted:
             return []
-        which: Any = jobs.c.id.in_(wanted)
-        if self.dialect == "postgresql":  # one array parameter, not one bound value per id
-            which = text("conveyor_jobs.id = ANY(CAST(:claim_ids AS uuid[]))").bindparams(
-                claim_ids="{" + ",".join(wanted) + "}"
-            )
-            # One statement, atomic by itself: sent without BEGIN/COMMIT round trips.
-            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                return self._claim(conn, which, worker_id, now, lease_s)
-        with self.engine.begin() as conn:
+        if self.dialect != "postgresql":
+            with self.engine.begin() as conn:
+                return self._claim(conn, jobs.c.id.in_(wanted), worker_id, now, lease_s)
+        # One array parameter, not one bound value per id; and one statement, atomic by
+        # itself, so it is sent without BEGIN/COMMIT round trips.
+        which = text("conveyor_jobs.id = ANY(CAST(:claim_ids AS uuid[]))").bindparams(
+            claim_ids="{" + ",".join(wanted) + "}"
+        )
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             return self._claim(conn, which, worker_id, now, lease_s)
 
     def claim_next(
@@ -244,7 +244,7 @@ class RunStore:
         with self.engine.begin() as conn:
             for group in _groups(finishes):
                 if group[0].expired_before is None and self.dialect == "postgresql":
-                    accepted += _finish_columns(conn, group)
+                    accepted += _finish_rows(conn, group)
                     continue
                 stmt, params = self._finish_statement(group)
                 if group[0].expired_before is None:
@@ -306,22 +306,10 @@ class RunStore:
         return stmt, params
 
     def _record_attempts(self, conn: Connection, finishes: Sequence[Finish]) -> None:
-        rows = [
-            {
-                "job_id": f.job_id,
-                "attempt": f.attempt,
-                "worker_id": f.worker_id,
-                "started_at": f.started_at,
-                "finished_at": f.finished_at,
-                "outcome": f.outcome.value,
-                "error_type": f.error.type if f.error else None,
-                "error_message": f.error.message if f.error else None,
-                "traceback": f.error.traceback if f.error else None,
-            }
-            for f in finishes
-        ]
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        conn.execute(dialect_insert(attempts).on_conflict_do_nothing(), rows)
+        conn.execute(
+            dialect_insert(attempts).on_conflict_do_nothing(), [_attempt_row(f) for f in finishes]
+        )
 
     # -- maintenance ------------------------------------------------------------------------
 
@@ -448,10 +436,10 @@ _INSERT_ATTEMPTS = text(
     """
     INSERT INTO conveyor_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome,
                                    error_type, error_message, traceback)
-    SELECT id, attempt, worker_id, started_at, finished_at, outcome, error_type,
+    SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, error_type,
            error_message, traceback
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS v(id uuid, attempt int, worker_id text, started_at timestamptz,
+         AS v(job_id uuid, attempt int, worker_id text, started_at timestamptz,
               finished_at timestamptz, outcome text, error_type text, error_message text,
               traceback text)
     ON CONFLICT DO NOTHING
@@ -484,11 +472,25 @@ def _finish_sql(state: State, charges_attempt: bool) -> Any:
     return text(f"UPDATE conveyor_jobs AS j SET {', '.join(sets)} {_FINISH_ROWS}")
 
 
+def _attempt_row(f: Finish) -> dict[str, Any]:
+    return {
+        "job_id": f.job_id,
+        "attempt": f.attempt,
+        "worker_id": f.worker_id,
+        "started_at": f.started_at,
+        "finished_at": f.finished_at,
+        "outcome": f.outcome.value,
+        "error_type": f.error.type if f.error else None,
+        "error_message": f.error.message if f.error else None,
+        "traceback": f.error.traceback if f.error else None,
+    }
+
+
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _finish_columns(conn: Connection, group: Sequence[Finish]) -> int:
+def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
     """Apply one group of finishes (same state and fence) in two statements; returns how many
     passed the fence. Attempt rows are written for all, once per (job, attempt)."""
     first = group[0]
@@ -510,19 +512,9 @@ def _finish_columns(conn: Connection, group: Sequence[Finish]) -> int:
     updated = conn.execute(
         _finish_sql(first.state, first.charges_attempt), {"rows": to_json(finishes)}
     )
-    attempts_rows = [
-        {
-            "id": f.job_id,
-            "attempt": f.attempt,
-            "worker_id": f.worker_id,
-            "started_at": _iso(f.started_at),
-            "finished_at": f.finished_at.isoformat(),
-            "outcome": f.outcome.value,
-            "error_type": f.error.type if f.error else None,
-            "error_message": f.error.message if f.error else None,
-            "traceback": f.error.traceback if f.error else None,
-        }
+    attempt_rows = [
+        _attempt_row(f) | {"started_at": _iso(f.started_at), "finished_at": _iso(f.finished_at)}
         for f in group
     ]
-    conn.execute(_INSERT_ATTEMPTS, {"rows": to_json(attempts_rows)})
+    conn.execute(_INSERT_ATTEMPTS, {"rows": to_json(attempt_rows)})
     return int(updated.rowcount)
