@@ -101,6 +101,16 @@ def test_deliveries_a_dead_worker_fetched_are_handed_out_again(pg_redis: Backend
     assert live.reclaim("default", idle_s=60) == 0  # fresh deliveries are left alone
 
 
+def test_one_push_fills_each_queue_up_to_the_window(pg_redis: Backend) -> None:
+    assert pg_redis.redis_url
+    d = RedisDispatcher(pg_redis.redis_url, prefix=pg_redis.prefix, window=5)
+    d.push([("a", f"a{i}") for i in range(8)] + [("b", "b0"), ("a", "a8"), ("b", "b1")])
+    d.push([("b", f"b{i}") for i in range(2, 9)])
+    got = d.fetch({"a": 100, "b": 100}, block_s=0)
+    assert [x.job_id for x in got if x.queue == "a"] == [f"a{i}" for i in range(5)]
+    assert [x.job_id for x in got if x.queue == "b"] == [f"b{i}" for i in range(5)]
+
+
 def test_redis_holds_at_most_the_dispatch_window(pg_redis: Backend) -> None:
     pg_redis.extra_env["CONVEYOR_DISPATCH_WINDOW"] = "50"
     app = pg_redis.app(dispatch_window=50)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from conveyor import JobNotFound, State
 from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.settings import Settings
 from conveyor.dispatch.database import DatabaseDispatcher
 from conveyor.store import Finish, ProgressUpdate, RunStore
+from conveyor.store.tables import attempts
 from conveyor.worker.maintenance import Maintenance
 from tests.apps.jobs import app as jobs_app
 from tests.conftest import Backend
@@ -132,7 +134,8 @@ def test_retention_deletes_old_finished_jobs_only(backend: Backend) -> None:
     failed = app.enqueue("add", {"a": 9})
     waiting = app.enqueue("add", {"a": 10})
     now = datetime.now(UTC)
-    claimed = runs.claim_ids([h.id for h in [*done, failed]], "w", now, 30)
+    ids = [h.id for h in [*done, failed]]
+    claimed = runs.claim_ids(ids, "w", now, 30)
     runs.finish(
         [
             Finish(
@@ -156,3 +159,6 @@ def test_retention_deletes_old_finished_jobs_only(backend: Backend) -> None:
     assert app.get(failed.id).state is State.FAILED  # kept longer
     assert app.get(waiting.id).state is State.QUEUED  # never touched
     assert maintenance.apply_retention(now + timedelta(hours=2)) == 1
+    with runs.engine.connect() as conn:  # their attempts went with them (no cascade does it)
+        left = conn.execute(select(attempts.c.job_id).where(attempts.c.job_id.in_(ids))).all()
+    assert left == []

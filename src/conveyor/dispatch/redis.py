@@ -13,14 +13,23 @@ from conveyor.dispatch.base import Delivery
 
 LISTENER_CHECK_S = 1.0
 
-# XADD each id (ARGV[2..]) while the stream (KEYS[1]) holds fewer than ARGV[1] entries.
+# For each stream KEYS[k], ARGV holds a count n then n ids: XADD them while the stream holds
+# fewer than ARGV[1] entries. One call for every queue: one round trip per push.
 PUSH_BOUNDED = """
 local window = tonumber(ARGV[1])
+local pos = 2
 local added = 0
-for i = 2, #ARGV do
-  if redis.call('XLEN', KEYS[1]) >= window then break end
-  redis.call('XADD', KEYS[1], '*', 'id', ARGV[i])
-  added = added + 1
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[pos])
+  pos = pos + 1
+  local length = redis.call('XLEN', KEYS[k])
+  for i = pos, pos + n - 1 do
+    if length >= window then break end
+    redis.call('XADD', KEYS[k], '*', 'id', ARGV[i])
+    length = length + 1
+    added = added + 1
+  end
+  pos = pos + n
 end
 return added
 """
@@ -56,11 +65,12 @@ class RedisDispatcher:
         by_queue: dict[str, list[str]] = {}
         for queue, job_id in items:
             by_queue.setdefault(queue, []).append(job_id)
-        pipe = self.client.pipeline(transaction=False)
+        streams: list[str] = []
+        args: list[Any] = [self.window]
         for queue, ids in by_queue.items():
-            stream = keys.queue_stream(self.prefix, queue)
-            self._push_bounded(keys=[stream], args=[self.window, *ids], client=pipe)
-        pipe.execute()
+            streams.append(keys.queue_stream(self.prefix, queue))
+            args += [len(ids), *ids]
+        self._push_bounded(keys=streams, args=args)
 
     def held(self, queue: str, limit: int) -> set[str]:
         """The job ids in a queue's stream: waiting, or delivered and not yet acknowledged."""

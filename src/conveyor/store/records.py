@@ -48,7 +48,7 @@ class ClaimedJob:
     started_at: datetime
     progress: float | None = None
     stage: str | None = None
-    ready_at: datetime | None = None  # when it became due: run_at if scheduled, else creation
+    wait_s: float | None = None  # seconds from when it became due (run_at, else creation) to now
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ that lost its lease cannot overwrite what the attempt that replaced it wrote.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -43,7 +44,6 @@ _CLAIM_COLUMNS = (
     jobs.c.uncharged,
     jobs.c.max_attempts,
     jobs.c.timeout_s,
-    jobs.c.started_at,
     jobs.c.progress,
     jobs.c.stage,
     jobs.c.scheduled_at,
@@ -78,11 +78,10 @@ class RunStore:
                 return self._claim(conn, jobs.c.id.in_(wanted), worker_id, now, lease_s)
         # One array parameter, not one bound value per id; and one statement, atomic by
         # itself, so it is sent without BEGIN/COMMIT round trips.
-        which = text("conveyor_jobs.id = ANY(CAST(:claim_ids AS uuid[]))").bindparams(
-            claim_ids="{" + ",".join(wanted) + "}"
-        )
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            return self._claim(conn, which, worker_id, now, lease_s)
+            return _claim_pg(
+                conn, _PG_CLAIM_IDS, {"ids": "{" + ",".join(wanted) + "}"}, worker_id, now, lease_s
+            )
 
     def claim_next(
         self, counts: Mapping[str, int], worker_id: str, now: datetime, lease_s: float
@@ -92,6 +91,10 @@ class RunStore:
         with self.engine.begin() as conn:
             for queue, count in counts.items():
                 if count <= 0:
+                    continue
+                if self.dialect == "postgresql":
+                    where = {"queue": queue, "count": count}
+                    claimed += _claim_pg(conn, _PG_CLAIM_NEXT, where, worker_id, now, lease_s)
                     continue
                 oldest = (
                     select(jobs.c.id)
@@ -141,10 +144,10 @@ class RunStore:
                 charged=r.attempt - r.uncharged,
                 max_attempts=r.max_attempts,
                 timeout_s=r.timeout_s,
-                started_at=r.started_at,
+                started_at=now,
                 progress=r.progress,
                 stage=r.stage,
-                ready_at=r.scheduled_at or r.created_at,
+                wait_s=(now - (r.scheduled_at or r.created_at)).total_seconds(),
             )
             for r in rows
         ]
@@ -413,6 +416,65 @@ class RunStore:
             return int(conn.execute(delete(jobs).where(jobs.c.id.in_(ids))).rowcount)
 
 
+# PostgreSQL claims are sent as plain SQL: the rows come back as text and numbers the
+# worker uses as they are (no per-row type processing), the wait computed by the server.
+_PG_CLAIM = """
+    UPDATE conveyor_jobs
+       SET state = 'running', attempt = attempt + 1, worker_id = %(worker_id)s,
+           lease_expires_at = %(lease_until)s, started_at = %(now)s, updated_at = %(now)s,
+           cancel_requested = false
+     WHERE {which} AND state = 'queued'
+    RETURNING id::text, type, queue, payload, attempt, attempt - uncharged, max_attempts,
+              timeout_s, progress, stage,
+              extract(epoch FROM %(now)s - coalesce(scheduled_at, created_at))::float8
+"""
+_PG_CLAIM_IDS = _PG_CLAIM.format(which="id = ANY(CAST(%(ids)s AS uuid[]))")
+# The locked pick is materialised first: as a plain ``IN (subquery)`` the planner may rescan
+# it once per outer row and match far more than its LIMIT.
+_PG_CLAIM_NEXT = (
+    """
+    WITH picked AS MATERIALIZED (
+        SELECT id FROM conveyor_jobs WHERE state = 'queued' AND queue = %(queue)s
+        ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED
+    )"""
+    + _PG_CLAIM.format(which="id IN (SELECT id FROM picked)")
+)
+
+
+def _claim_pg(
+    conn: Connection,
+    sql: str,
+    params: dict[str, Any],
+    worker_id: str,
+    now: datetime,
+    lease_s: float,
+) -> list[ClaimedJob]:
+    params |= {
+        "worker_id": worker_id,
+        "now": now,
+        "lease_until": now + timedelta(seconds=lease_s),
+    }
+    rows = conn.exec_driver_sql(sql, params).all()
+    rows.sort(key=lambda r: r[0])
+    return [
+        ClaimedJob(
+            id=r[0],
+            type=r[1],
+            queue=r[2],
+            payload=r[3],
+            attempt=r[4],
+            charged=r[5],
+            max_attempts=r[6],
+            timeout_s=r[7],
+            started_at=now,
+            progress=r[8],
+            stage=r[9],
+            wait_s=r[10],
+        )
+        for r in rows
+    ]
+
+
 def _groups(finishes: Sequence[Finish]) -> list[list[Finish]]:
     """Finishes that share one statement shape (same target state and fence)."""
     groups: dict[tuple[State, bool, bool], list[Finish]] = {}
@@ -422,31 +484,34 @@ def _groups(finishes: Sequence[Finish]) -> list[list[Finish]]:
     return list(groups.values())
 
 
-# PostgreSQL: a batch of finishes as two statements whatever its size — one UPDATE joined to
-# the finishes, one INSERT of the attempt rows — instead of two per job. The rows travel as
-# one JSON document (encoding it is C code; adapting arrays of values is not).
-_FINISH_ROWS = """
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS v(id uuid, attempt int, state text, error jsonb, result jsonb,
-              finished_at timestamptz, run_at timestamptz, progress float8, stage text,
-              message text)
-    WHERE j.id = v.id AND j.attempt = v.attempt AND j.state = 'running'
+# PostgreSQL: a batch of finishes as one statement whatever its size — the UPDATE joined to
+# the finishes and the INSERT of their attempt rows — instead of two per job. The rows travel
+# as one JSON document (encoding it is C code; adapting arrays of values is not).
+_FINISH = """
+    WITH v AS MATERIALIZED (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+            AS v(id uuid, attempt int, state text, outcome text, error jsonb, result jsonb,
+                 worker_id text, started_at timestamptz, finished_at timestamptz,
+                 run_at timestamptz, progress float8, stage text, message text)
+    ),
+    recorded AS (
+        INSERT INTO conveyor_attempts (job_id, attempt, worker_id, started_at, finished_at,
+                                       outcome, error_type, error_message, traceback)
+        SELECT id, attempt, worker_id, started_at, finished_at, outcome, error->>'type',
+               error->>'message', error->>'traceback'
+        FROM v
+        ON CONFLICT DO NOTHING
+    ),
+    done AS (
+        UPDATE conveyor_jobs AS j SET {sets}
+        FROM v WHERE j.id = v.id AND j.attempt = v.attempt AND j.state = 'running'
+        RETURNING 1
+    )
+    SELECT count(*) FROM done
 """
-_INSERT_ATTEMPTS = text(
-    """
-    INSERT INTO conveyor_attempts (job_id, attempt, worker_id, started_at, finished_at, outcome,
-                                   error_type, error_message, traceback)
-    SELECT job_id, attempt, worker_id, started_at, finished_at, outcome, error_type,
-           error_message, traceback
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS v(job_id uuid, attempt int, worker_id text, started_at timestamptz,
-              finished_at timestamptz, outcome text, error_type text, error_message text,
-              traceback text)
-    ON CONFLICT DO NOTHING
-    """
-)
 
 
+@functools.cache
 def _finish_sql(state: State, charges_attempt: bool) -> Any:
     sets = [
         "state = v.state",
@@ -469,7 +534,7 @@ def _finish_sql(state: State, charges_attempt: bool) -> Any:
         sets.append("scheduled_at = v.run_at")
     if not charges_attempt:
         sets.append("uncharged = j.uncharged + 1")
-    return text(f"UPDATE conveyor_jobs AS j SET {', '.join(sets)} {_FINISH_ROWS}")
+    return text(_FINISH.format(sets=", ".join(sets)))
 
 
 def _attempt_row(f: Finish) -> dict[str, Any]:
@@ -491,16 +556,19 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
-    """Apply one group of finishes (same state and fence) in two statements; returns how many
+    """Apply one group of finishes (same state and fence) in one statement; returns how many
     passed the fence. Attempt rows are written for all, once per (job, attempt)."""
     first = group[0]
-    finishes = [
+    rows = [
         {
             "id": f.job_id,
             "attempt": f.attempt,
             "state": f.state.value,
+            "outcome": f.outcome.value,
             "error": f.error.as_dict() if f.error else None,
             "result": f.result,
+            "worker_id": f.worker_id,
+            "started_at": _iso(f.started_at),
             "finished_at": f.finished_at.isoformat(),
             "run_at": _iso(f.run_at),
             "progress": f.progress,
@@ -509,12 +577,5 @@ def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
         }
         for f in group
     ]
-    updated = conn.execute(
-        _finish_sql(first.state, first.charges_attempt), {"rows": to_json(finishes)}
-    )
-    attempt_rows = [
-        _attempt_row(f) | {"started_at": _iso(f.started_at), "finished_at": _iso(f.finished_at)}
-        for f in group
-    ]
-    conn.execute(_INSERT_ATTEMPTS, {"rows": to_json(attempt_rows)})
-    return int(updated.rowcount)
+    sql = _finish_sql(first.state, first.charges_attempt)
+    return int(conn.execute(sql, {"rows": to_json(rows)}).scalar_one())

@@ -124,7 +124,9 @@ attempts = Table(
     "conveyor_attempts",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", JobId, ForeignKey("conveyor_jobs.id", ondelete="CASCADE"), nullable=False),
+    # No foreign key: its check cost a lookup of the job per attempt row on the finish path;
+    # attempts are only written for claimed jobs and deleted with them (RunStore.purge).
+    Column("job_id", JobId, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("worker_id", String(200), nullable=True),
     Column("started_at", UTCDateTime, nullable=True),
@@ -134,7 +136,6 @@ attempts = Table(
     Column("error_message", Text, nullable=True),
     Column("traceback", Text, nullable=True),
     UniqueConstraint("job_id", "attempt", name="conveyor_attempts_job_attempt"),
-    Index("conveyor_attempts_finished", "finished_at"),
 )
 
 # Monotonic counters and histogram buckets, added to by workers once per finish batch and

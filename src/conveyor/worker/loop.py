@@ -9,7 +9,7 @@ import socket
 import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,7 +57,6 @@ class Run:
     ctx: Context
     progress: Progress
     task: asyncio.Task[None] | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Worker:
@@ -226,7 +225,7 @@ class Worker:
         )
         run = Run(job, ctx, progress)
         self.runs[job.id] = run
-        run.task = asyncio.create_task(self._execute(run), name=f"job-{job.id}")
+        run.task = asyncio.create_task(self._execute(run))  # unnamed: naming costs per job
 
     async def _execute(self, run: Run) -> None:
         job = run.job
@@ -239,7 +238,6 @@ class Worker:
             attempt = Attempt(AttemptOutcome.ERROR, error=ErrorInfo.from_exception(exc))
         self._record(run, attempt)
         self.runs.pop(job.id, None)
-        run.done.set()
         self._slot_free.set()
 
     async def _attempt(self, run: Run) -> Attempt:
@@ -338,12 +336,9 @@ class Worker:
 
     async def _drain(self) -> None:
         """Let running jobs finish for the grace period, then hand the rest back."""
-        if self.runs and not self._hurry:
-            waits = [run.done.wait() for run in list(self.runs.values())]
-            try:
-                await asyncio.wait_for(asyncio.gather(*waits), self.grace_s)
-            except TimeoutError:
-                pass
+        running = [run.task for run in list(self.runs.values()) if run.task]
+        if running and not self._hurry:
+            await asyncio.wait(running, timeout=self.grace_s)
         self._hand_back_all()
         remaining = [run.task for run in list(self.runs.values()) if run.task]
         if remaining:

@@ -61,8 +61,10 @@ class RedisSource:
         self.clock = clock
         self._spare: list[Delivery] = []  # fetched beyond free slots, not yet claimed
         self._unseen: dict[str, tuple[Delivery, float]] = {}  # id -> (delivery, first seen)
+        self._unacked: list[Delivery] = []  # claimed (or stale) deliveries not yet acknowledged
 
     def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
+        self._ack_settled()
         deliveries = self._take_spare(free) + self._due_unseen(free)
         need = free - len(deliveries)
         if need > 0:
@@ -79,10 +81,18 @@ class RedisSource:
         missing = [d for d in deliveries if d.job_id not in claimed_ids]
         if missing:
             done += self._sort_missing(missing)
-        self.dispatcher.ack(done)
+        # Acknowledged on the next call, after the claimed jobs have started: the claim
+        # itself is what makes them ours. An id left unacknowledged by a crash is handed out
+        # again and its claim finds it no longer queued.
+        self._unacked += done
         if not claimed and self._unseen:
             time.sleep(0.05)  # only not-yet-committed ids: do not spin on them
         return claimed
+
+    def _ack_settled(self) -> None:
+        if self._unacked:
+            self.dispatcher.ack(self._unacked)
+            self._unacked = []
 
     def _fetch(self, shares: Shares, need: int, block_s: float) -> list[Delivery]:
         got = self.dispatcher.fetch(shares.allocate(need), 0)
@@ -117,6 +127,7 @@ class RedisSource:
 
     def release(self) -> None:
         """Hand fetched-but-unclaimed ids back to Redis before the worker stops."""
+        self._ack_settled()
         left = self._spare + [d for d, _ in self._unseen.values()]
         self._spare, self._unseen = [], {}
         if left:

@@ -53,9 +53,8 @@ class Writer:
 
     def claimed(self, job: ClaimedJob) -> None:
         self.stats.claimed += 1
-        wait_s = metrics.seconds_between(job.ready_at, job.started_at)
-        if wait_s is not None:
-            metrics.observe(self._metrics, "job_wait_seconds", job.type, job.queue, wait_s)
+        if job.wait_s is not None:
+            metrics.observe(self._metrics, "job_wait_seconds", job.type, job.queue, job.wait_s)
 
     def progressed(self, job: ClaimedJob, progress: Progress) -> None:
         self._dirty[job.id] = (job, progress)
