@@ -431,14 +431,11 @@ _PG_CLAIM = """
 _PG_CLAIM_IDS = _PG_CLAIM.format(which="id = ANY(CAST(%(ids)s AS uuid[]))")
 # The locked pick is materialised first: as a plain ``IN (subquery)`` the planner may rescan
 # it once per outer row and match far more than its LIMIT.
-_PG_CLAIM_NEXT = (
-    """
+_PG_CLAIM_NEXT = """
     WITH picked AS MATERIALIZED (
         SELECT id FROM conveyor_jobs WHERE state = 'queued' AND queue = %(queue)s
         ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED
-    )"""
-    + _PG_CLAIM.format(which="id IN (SELECT id FROM picked)")
-)
+    )""" + _PG_CLAIM.format(which="id IN (SELECT id FROM picked)")
 
 
 def _claim_pg(
@@ -454,8 +451,7 @@ def _claim_pg(
         "now": now,
         "lease_until": now + timedelta(seconds=lease_s),
     }
-    rows = conn.exec_driver_sql(sql, params).all()
-    rows.sort(key=lambda r: r[0])
+    rows = sorted(conn.exec_driver_sql(sql, params).all(), key=lambda r: r[0])
     return [
         ClaimedJob(
             id=r[0],
