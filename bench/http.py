@@ -1,5 +1,7 @@
 """W4: POST /jobs with 50 concurrent clients against one `conveyor api` process, and
-POST /jobs/batch with 1,000 jobs per request.
+POST /jobs/batch with 1,000 jobs per request: from 4 concurrent clients (the endpoint's
+throughput: one request's validation overlaps another's insert) and from one client sending
+them back to back (each request's latency adds up).
 
     python -m bench.http --backend pg-redis --seconds 10 --clients 50
 """
@@ -44,14 +46,25 @@ async def _single(base: str, clients: int, seconds: float) -> tuple[int, list[fl
     return len(latencies), latencies
 
 
-async def _batches(base: str, requests: int) -> float:
+BATCH_CLIENTS = 4
+
+
+async def _batches(base: str, requests: int, clients: int = 1) -> float:
+    """Seconds to send ``requests`` batches of 1,000 jobs from ``clients`` connections."""
     body = {"jobs": [{"type": "noop", "payload": {}}] * 1000}
-    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
+        left = [requests]
+
+        async def client() -> None:
+            while left[0] > 0:
+                left[0] -= 1
+                r = await http.post("/jobs/batch", json=body)
+                if r.status_code != 202:
+                    raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
+
         started = time.perf_counter()
-        for _ in range(requests):
-            r = await http.post("/jobs/batch", json=body)
-            if r.status_code != 202:
-                raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
+        await asyncio.gather(*(client() for _ in range(clients)))
         return time.perf_counter() - started
 
 
@@ -144,7 +157,8 @@ def run(backend: str, clients: int, seconds: float, batches: int) -> dict[str, o
                 latencies[len(latencies) // 2] * 1000,
                 latencies[int(len(latencies) * 0.99)] * 1000,
             )
-        batch_s = asyncio.run(_batches(api.base, batches))
+        batch_s = asyncio.run(_batches(api.base, batches, BATCH_CLIENTS))
+        one_client_s = asyncio.run(_batches(api.base, batches))
         busy_rss = api.rss_mb()
     rate, p50_ms, p99_ms = measured
     return {
@@ -156,7 +170,9 @@ def run(backend: str, clients: int, seconds: float, batches: int) -> dict[str, o
         "post_jobs_per_s": round(rate),
         "post_latency_p50_ms": round(p50_ms, 1),
         "post_latency_p99_ms": round(p99_ms, 1),
+        "batch_clients": BATCH_CLIENTS,
         "batch_jobs_per_s": round(batches * 1000 / batch_s),
+        "batch_one_client_jobs_per_s": round(batches * 1000 / one_client_s),
         "api_rss_idle_mb": idle_rss,
         "api_rss_after_mb": busy_rss,
     }

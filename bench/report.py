@@ -155,7 +155,8 @@ W4_FIELDS = [
     ("post_jobs_per_s", "`POST /jobs`, 50 connections: requests/s", 0),
     ("post_latency_p50_ms", "`POST /jobs` latency p50, ms", 1),
     ("post_latency_p99_ms", "`POST /jobs` latency p99, ms", 1),
-    ("batch_jobs_per_s", "`POST /jobs/batch`, 1,000 jobs a request: jobs/s", 0),
+    ("batch_jobs_per_s", "`POST /jobs/batch`, 1,000 jobs a request, 4 clients: jobs/s", 0),
+    ("batch_one_client_jobs_per_s", "`POST /jobs/batch`, one client, back to back: jobs/s", 0),
     ("api_rss_idle_mb", "API process RSS idle, MiB", 0),
     ("api_rss_after_mb", "API process RSS after the load, MiB", 0),
 ]

@@ -18,7 +18,7 @@ from conveyor.core.ids import new_job_id
 from conveyor.core.payloads import unstorable_fields
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
-from conveyor.core.sizes import json_size
+from conveyor.core.sizes import to_json
 from conveyor.core.states import State
 from conveyor.core.views import JobView, Page
 from conveyor.dispatch.base import Dispatcher
@@ -51,6 +51,27 @@ class EnqueueRequest:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _checked_size(job_type: str, payload: dict[str, Any]) -> int:
+    """Bytes of the payload as stored; InvalidPayload naming the fields PostgreSQL cannot
+    store. One encoding finds both: a NUL is escaped as \\u0000 and a lone surrogate does
+    not encode to UTF-8; only then is the payload walked to name the fields."""
+    text = to_json(payload)
+    suspect = "\\u0000" in text  # (also when a backslash and "u0000" were typed as text)
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError:
+            suspect = True
+            size = len(text.encode("utf-8", "surrogatepass"))
+    if suspect:
+        unstorable = unstorable_fields(payload)
+        if unstorable:
+            raise InvalidPayload(job_type, unstorable)
+    return size
 
 
 class Client:
@@ -144,10 +165,7 @@ class Client:
     def _new_job(self, request: EnqueueRequest, now: datetime) -> NewJob:
         job_type = self.registry.get(request.type)
         payload = job_type.validate(request.payload)
-        unstorable = unstorable_fields(payload)
-        if unstorable:
-            raise InvalidPayload(job_type.name, unstorable)
-        size = json_size(payload)
+        size = _checked_size(job_type.name, payload)
         if size > self.settings.max_payload_bytes:
             raise PayloadTooLarge("payload", size, self.settings.max_payload_bytes)
         opts = request.options

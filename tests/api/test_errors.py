@@ -90,6 +90,22 @@ def test_a_nul_character_in_a_payload_string_is_refused_naming_the_field(
     assert listed_ids(sqlite_api) == []
 
 
+def test_a_lone_surrogate_is_refused_and_an_escaped_nul_typed_as_text_is_not(
+    sqlite_api: TestClient,
+) -> None:
+    body = '{"type": "truncate_table", "payload": {"schema": "public", "table": "a\\ud800"}}'
+    response = sqlite_api.post("/jobs", content=body, headers={"content-type": "application/json"})
+    (problem,) = error_of(response, 422, "invalid_payload")["details"]["errors"]
+    assert problem["field"] == "table" and "surrogate" in problem["message"]
+    assert listed_ids(sqlite_api) == []
+    # A backslash followed by "u0000" is ordinary text: stored as given.
+    typed = {"type": "truncate_table", "payload": {"schema": "public", "table": "a\\u0000"}}
+    accepted = sqlite_api.post("/jobs", json=typed)
+    assert accepted.status_code == 202, accepted.text
+    stored = sqlite_api.get(f"/jobs/{accepted.json()['id']}").json()
+    assert stored["payload"]["table"] == "a\\u0000"
+
+
 def test_a_body_over_the_limit_is_413_and_nothing_is_written(
     sqlite_api_factory: ApiFactory,
 ) -> None:

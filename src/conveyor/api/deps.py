@@ -10,21 +10,25 @@ from conveyor.api.errors import ApiError
 from conveyor.app import Conveyor
 from conveyor.client import Client
 
+# The dependencies are coroutines although they never wait: FastAPI runs a plain function
+# dependency in a worker thread, a hand-off per dependency per request.
 
-def get_conveyor(request: Request) -> Conveyor:
+
+async def get_conveyor(request: Request) -> Conveyor:
     conveyor: Conveyor = request.app.state.conveyor
     return conveyor
 
 
-def get_client(request: Request) -> Client:
-    return get_conveyor(request).client
+async def get_client(request: Request) -> Client:
+    conveyor: Conveyor = request.app.state.conveyor
+    return conveyor.client
 
 
 ClientDep = Annotated[Client, Depends(get_client)]
 ConveyorDep = Annotated[Conveyor, Depends(get_conveyor)]
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON."""
     content_type = request.headers.get("content-type", "")
     media = content_type.split(";", 1)[0].strip().lower()
