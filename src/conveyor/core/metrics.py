@@ -31,11 +31,19 @@ def new_deltas() -> Deltas:
 def observe(deltas: Deltas, name: str, job_type: str, queue: str, seconds: float) -> None:
     """Add one observation to a histogram kept as counters: the one bucket it falls in (not
     cumulative: two increments per observation on the hot path; /metrics adds them up)."""
-    seconds = max(0.0, seconds)
-    index = bisect.bisect_left(BUCKETS_S, seconds)
-    le = LE[index] if index < len(BUCKETS_S) else "+Inf"
-    deltas[(f"{name}_bucket", job_type, queue, le)] += 1
-    deltas[(f"{name}_sum", job_type, queue, "")] += seconds
+    if seconds < 0.0:
+        seconds = 0.0
+    bucket, total = _SERIES.get(name) or _series(name)
+    deltas[(bucket, job_type, queue, _LE_OF[bisect.bisect_left(BUCKETS_S, seconds)])] += 1
+    deltas[(total, job_type, queue, "")] += seconds
+
+
+_SERIES: dict[str, tuple[str, str]] = {}
+
+
+def _series(name: str) -> tuple[str, str]:
+    names = _SERIES[name] = (f"{name}_bucket", f"{name}_sum")
+    return names
 
 
 def _le(bound: float) -> str:
@@ -43,6 +51,7 @@ def _le(bound: float) -> str:
 
 
 LE: tuple[str, ...] = tuple(_le(b) for b in BUCKETS_S)
+_LE_OF = (*LE, "+Inf")  # by bisect index: the last one is above every bound
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float | None:

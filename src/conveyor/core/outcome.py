@@ -55,7 +55,7 @@ def cap_traceback(text: str, limit: int = TRACEBACK_LIMIT_BYTES) -> str:
     return marker + data[-keep:].decode("utf-8", "ignore")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per job, and a frozen init costs 5x
 class Attempt:
     """What the worker saw of one attempt."""
 
@@ -65,7 +65,7 @@ class Attempt:
     exception: BaseException | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per job, and a frozen init costs 5x
 class Decision:
     """The job's next state after an attempt, and when it runs again if it does."""
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per job, and a frozen init costs 5x
 class Delivery:
     queue: str
     job_id: str
@@ -41,5 +41,9 @@ class Dispatcher(Protocol):
 
     def publish(self, job_ids: Sequence[str]) -> None:
         """Tell listeners (event streams) that these jobs changed; best effort."""
+
+    def may_have_listeners(self) -> bool:
+        """False when publishing is known to reach no one just now (answered without I/O:
+        callers skip the hand-off to an I/O thread)."""
 
     def close(self) -> None: ...

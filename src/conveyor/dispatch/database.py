@@ -47,6 +47,9 @@ class DatabaseDispatcher:
             for payload in _payloads(job_ids):
                 conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
 
+    def may_have_listeners(self) -> bool:
+        return self.notifies
+
     def close(self) -> None:
         return None
 

@@ -158,6 +158,10 @@ class RedisDispatcher:
             pipe.publish(channel, job_id)
         pipe.execute()
 
+    def may_have_listeners(self) -> bool:
+        fresh = time.monotonic() - self._listeners_checked < LISTENER_CHECK_S
+        return self._listeners > 0 or not fresh
+
     def _has_listeners(self) -> bool:
         """Whether any event stream listens; asked at most once a second."""
         now = time.monotonic()

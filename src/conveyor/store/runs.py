@@ -555,23 +555,31 @@ def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
     """Apply one group of finishes (same state and fence) in one statement; returns how many
     passed the fence. Attempt rows are written for all, once per (job, attempt)."""
     first = group[0]
-    rows = [
-        {
+    rows = []
+    for f in group:
+        row = {
             "id": f.job_id,
             "attempt": f.attempt,
             "state": f.state.value,
             "outcome": f.outcome.value,
-            "error": f.error.as_dict() if f.error else None,
-            "result": f.result,
             "worker_id": f.worker_id,
-            "started_at": _iso(f.started_at),
             "finished_at": f.finished_at.isoformat(),
-            "run_at": _iso(f.run_at),
-            "progress": f.progress,
-            "stage": f.stage,
-            "message": f.message,
         }
-        for f in group
-    ]
+        # Absent keys read as NULL: a no-op job's row carries only what it has.
+        if f.started_at is not None:
+            row["started_at"] = f.started_at.isoformat()
+        if f.error is not None:
+            row["error"] = f.error.as_dict()
+        if f.result is not None:
+            row["result"] = f.result
+        if f.run_at is not None:
+            row["run_at"] = f.run_at.isoformat()
+        if f.progress is not None:
+            row["progress"] = f.progress
+        if f.stage is not None:
+            row["stage"] = f.stage
+        if f.message is not None:
+            row["message"] = f.message
+        rows.append(row)
     sql = _finish_sql(first.state, first.charges_attempt)
     return int(conn.execute(sql, {"rows": to_json(rows)}).scalar_one())

@@ -144,6 +144,8 @@ class Writer:
 
     async def announce(self, job_ids: list[str]) -> None:
         """Tell event streams these jobs changed (best effort; they also poll)."""
+        if not job_ids or not self.dispatcher.may_have_listeners():
+            return
         try:
             await self.io(self.dispatcher.publish, job_ids)
         except Exception as exc:  # event streams fall back to polling
