@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                 lambda name, rep, w=workload, p=params: _one(systems[name], w, p, rep, record),
             )
     extra: dict[str, Callable[[bool], list[dict[str, Any]]]] = {}
+    if "w2" in workloads:
+        from bench import floor
+
+        extra["w2floor"] = floor.suite
     if "w4" in workloads:
         from bench import http
 
