@@ -143,3 +143,41 @@ def test_a_lost_id_behind_a_backlog_is_repaired(pg_redis: Backend) -> None:
     started = time.monotonic()
     assert app.wait(lost.id, timeout=20).result == -1
     assert time.monotonic() - started < 10
+
+
+def test_between_full_passes_the_backlog_is_fed_in_id_order_from_where_it_stopped(
+    pg_redis: Backend,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from conveyor.store import RunStore
+    from conveyor.worker.maintenance import Maintenance
+
+    async def io(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return fn(*args, **kwargs)
+
+    app = pg_redis.app(dispatch_window=50)
+    ids = [h.id for h in app.enqueue_many([EnqueueRequest("add", {"a": i}) for i in range(120)])]
+    dispatcher = _dispatcher(pg_redis)
+    runs = RunStore(app.client.jobs.engine)
+    maintenance = Maintenance(runs, dispatcher, app.registry, app.settings, io)
+    maintenance.queues = ["default"]
+    later = datetime.now(UTC) + timedelta(seconds=5)  # every job is old enough to feed
+    assert maintenance.feed(later, full=True) == 0  # the stream is full: nothing to add
+
+    def take(n: int) -> list[str]:
+        got = dispatcher.fetch({"default": n}, block_s=0)
+        dispatcher.ack(got)  # as a worker does once it claimed them
+        runs.claim_ids([d.job_id for d in got], "w", later, 30)
+        return [d.job_id for d in got]
+
+    assert take(40) == ids[:40]
+    assert maintenance.feed(later) == 40  # topped up to the window (reading the stream once)
+    held: list[str] = []
+    original_held = dispatcher.held
+    dispatcher.held = lambda queue, limit: held.append(queue) or original_held(queue, limit)  # type: ignore[method-assign]
+    assert take(50) == ids[40:90]
+    assert maintenance.feed(later) == 30  # from where the last pass stopped ...
+    assert held == []  # ... without reading the stream back
+    assert take(50) == ids[90:]
+    assert maintenance.feed(later) == 0

@@ -378,20 +378,19 @@ class RunStore:
             for r in rows
         ]
 
-    def stale_queued(self, queue: str, before: datetime, limit: int = 1000) -> list[str]:
-        """Oldest jobs of ``queue`` that have been queued since before ``before``."""
-        query = (
-            select(jobs.c.id)
-            .where(
-                and_(
-                    jobs.c.state == State.QUEUED.value,
-                    jobs.c.queue == queue,
-                    jobs.c.updated_at < before,
-                )
-            )
-            .order_by(jobs.c.id)
-            .limit(limit)
-        )
+    def stale_queued(
+        self, queue: str, before: datetime, limit: int = 1000, after: str | None = None
+    ) -> list[str]:
+        """Oldest jobs of ``queue`` that have been queued since before ``before`` (with ids
+        above ``after`` when given)."""
+        conditions = [
+            jobs.c.state == State.QUEUED.value,
+            jobs.c.queue == queue,
+            jobs.c.updated_at < before,
+        ]
+        if after is not None:
+            conditions.append(jobs.c.id > after)
+        query = select(jobs.c.id).where(and_(*conditions)).order_by(jobs.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [str(i) for i in conn.execute(query).scalars()]
 

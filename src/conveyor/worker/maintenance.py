@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from conveyor.core.ids import id_floor
 from conveyor.core.outcome import Attempt, AttemptOutcome, Decision, ErrorInfo, decide
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
@@ -53,6 +54,8 @@ class Maintenance:
         self.workers: WorkerStore | None = None  # to repair the queues other workers serve
         self.holder = ""
         self.leading = False
+        # queue -> id up to which every queued job is known to be in its stream
+        self._fed: dict[str, str] = {}
 
     @classmethod
     def standalone(cls, app: Conveyor, holder: str, queues: list[str]) -> Maintenance:
@@ -154,10 +157,12 @@ class Maintenance:
         """Keep each queue's Redis stream fed from the database, and repair what it lost.
 
         Redis holds at most ``dispatch_window`` ids per queue; the rest wait in the database.
-        When a stream is below half its window (and on every ``full`` pass, each reconcile
-        interval), the oldest queued jobs that the stream does not hold are pushed: the
-        backlog, ids whose dispatch failed or whose enqueuer died after commit, and all of
-        them after Redis restarted empty. Duplicates are harmless (a claim is conditional).
+        On every ``full`` pass (each reconcile interval) the oldest queued jobs that the
+        stream does not hold are pushed: ids whose dispatch failed or whose enqueuer died
+        after commit, and all of them after Redis restarted empty. Between full passes, a
+        stream below half its window is topped up from where the last pass left off (the
+        backlog, in id order), without reading the stream back. Duplicates are harmless (a
+        claim is conditional).
         """
         if not self.dispatcher.delivers:
             return 0
@@ -170,13 +175,40 @@ class Maintenance:
             depth = self.dispatcher.depth(queue)
             if depth >= window or (not full and depth >= window // 2):
                 continue
-            held = self.dispatcher.held(queue, window + HELD_SLACK)
-            waiting = self.runs.stale_queued(queue, before, limit=window)
-            missing = [job_id for job_id in waiting if job_id not in held][: window - depth]
-            if missing:
-                self._push([(queue, job_id) for job_id in missing])
-                pushed += len(missing)
+            if full or queue not in self._fed:
+                pushed += self._repair(queue, before, window, depth)
+                continue
+            more = self.runs.stale_queued(
+                queue, before, limit=window - depth, after=self._fed[queue]
+            )
+            if more:
+                self._push([(queue, job_id) for job_id in more])
+                self._fed[queue] = more[-1]
+                pushed += len(more)
         return pushed
+
+    def _repair(self, queue: str, before: datetime, window: int, depth: int) -> int:
+        """Push the oldest queued ids the stream does not hold; remember how far every
+        queued id is now in the stream, for the passes in between."""
+        held = self.dispatcher.held(queue, window + HELD_SLACK)
+        waiting = self.runs.stale_queued(queue, before, limit=window)
+        missing = [job_id for job_id in waiting if job_id not in held][: window - depth]
+        if missing:
+            self._push([(queue, job_id) for job_id in missing])
+        covered, sent = None, set(missing)
+        for job_id in waiting:
+            if job_id not in held and job_id not in sent:
+                break
+            covered = job_id
+        if len(waiting) < window and covered == (waiting[-1] if waiting else None):
+            # Every queued job old enough is in the stream: later ones were created after
+            # ``before`` (their enqueuer pushed them) and are fed from there if it could not.
+            covered = max(covered or "", id_floor(int(before.timestamp() * 1000)))
+        if covered is None:
+            self._fed.pop(queue, None)
+        else:
+            self._fed[queue] = covered
+        return len(missing)
 
     def _served_queues(self, now: datetime) -> list[str]:
         """This worker's queues and those of every live worker (the leader repairs all)."""
