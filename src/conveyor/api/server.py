@@ -7,8 +7,11 @@ import os
 from fastapi import FastAPI
 
 from conveyor.api.app import create_app
+from conveyor.core.gctune import tune_gc
 from conveyor.loading import load_app
 
 
 def build() -> FastAPI:
-    return create_app(load_app(os.environ.get("CONVEYOR_APP")))
+    app = create_app(load_app(os.environ.get("CONVEYOR_APP")))
+    tune_gc()
+    return app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import socket
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.core.errors import UnknownJobType
+from conveyor.core.gctune import tune_gc
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
 from conveyor.core.shares import Shares
 from conveyor.core.states import State, check_transition
@@ -350,23 +350,12 @@ class Worker:
             self._interrupt(run, SHUTDOWN)
 
 
-#: Young objects allocated between collections of the cyclic garbage collector (Python's
-#: default is 700: a busy worker allocates that many in a few jobs and collected ~8 % of its
-#: time). Garbage cycles still go, in fewer and larger passes.
-GC_GEN0_THRESHOLD = 20_000
-
-
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run the worker's loop on uvloop when it is installed (it comes with uvicorn[standard]):
     task creation and executor hand-offs, a few per job, cost about half as much there.
-
-    Everything imported so far is frozen out of the garbage collector's passes (it lives as
-    long as the process) and young-generation passes are made rarer.
+    The garbage collector is tuned first (``tune_gc``).
     """
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    tune_gc()
     try:
         import uvloop
     except ImportError:
