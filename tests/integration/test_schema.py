@@ -32,22 +32,28 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _attempts_shape(engine: Engine) -> tuple[int, bool]:
-    """(foreign keys of the attempts table, whether it has the finish-time index)."""
+def _attempts_shape(engine: Engine) -> tuple[int, bool, bool]:
+    """(foreign keys of the attempts table, whether it has the finish-time index, whether
+    jobs have the lease index)."""
     found = inspect(engine)
     indexes = {i["name"] for i in found.get_indexes("conveyor_attempts")}
-    return len(found.get_foreign_keys("conveyor_attempts")), "conveyor_attempts_finished" in indexes
+    job_indexes = {i["name"] for i in found.get_indexes("conveyor_jobs")}
+    return (
+        len(found.get_foreign_keys("conveyor_attempts")),
+        "conveyor_attempts_finished" in indexes,
+        "conveyor_jobs_lease" in job_indexes,
+    )
 
 
-def test_attempts_lose_their_foreign_key_and_it_comes_back_on_downgrade(
+def test_hot_path_indexes_and_checks_go_and_come_back_on_downgrade(
     empty_engine: Engine,
 ) -> None:
     upgrade(empty_engine)
     assert current_revision(empty_engine) == head_revision()
     # The finish path inserts one attempt per job: no per-row foreign key check, no index
-    # that nothing reads.
-    assert _attempts_shape(empty_engine) == (0, False)
+    # that nothing reads; claims and lease renewals touch no lease index.
+    assert _attempts_shape(empty_engine) == (0, False, False)
     downgrade(empty_engine, "0005")
-    assert _attempts_shape(empty_engine) == (1, True)
+    assert _attempts_shape(empty_engine) == (1, True, True)
     upgrade(empty_engine)  # again, now from a named foreign key
-    assert _attempts_shape(empty_engine) == (0, False)
+    assert _attempts_shape(empty_engine) == (0, False, False)

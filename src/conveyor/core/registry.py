@@ -31,9 +31,15 @@ class JobType:
     secret_fields: frozenset[str] = frozenset()  # masked in every response and log line
     isolated: bool = False  # each attempt in a child process that can be killed
     is_async: bool = field(init=False)
+    # (argument name, model attribute) per payload field, read once: pydantic's
+    # ``model_fields`` is a property that costs on every access.
+    _arguments: tuple[tuple[str, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "is_async", inspect.iscoroutinefunction(self.handler))
+        fields = self.payload_model.model_fields.items()
+        names = tuple((info.alias or name, name) for name, info in fields)
+        object.__setattr__(self, "_arguments", names)
 
     def validate(self, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         """The payload normalised to JSON types; raises InvalidPayload naming each bad field."""
@@ -55,10 +61,7 @@ class JobType:
     def arguments(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Keyword arguments for the handler, typed by its annotations."""
         model = self.parse(payload)
-        return {
-            info.alias or name: getattr(model, name)
-            for name, info in type(model).model_fields.items()
-        }
+        return {argument: getattr(model, name) for argument, name in self._arguments}
 
     def json_schema(self) -> dict[str, Any]:
         return self.payload_model.model_json_schema()

@@ -484,10 +484,13 @@ def _groups(finishes: Sequence[Finish]) -> list[list[Finish]]:
 # as one JSON document (encoding it is C code; adapting arrays of values is not).
 _FINISH = """
     WITH v AS MATERIALIZED (
-        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-            AS v(id uuid, attempt int, state text, outcome text, error jsonb, result jsonb,
-                 worker_id text, started_at timestamptz, finished_at timestamptz,
-                 run_at timestamptz, progress float8, stage text, message text)
+        SELECT (e->>0)::uuid AS id, (e->>1)::int AS attempt, e->>2 AS outcome,
+               e->>3 AS worker_id, (e->>4)::timestamptz AS started_at,
+               (e->>5)::timestamptz AS finished_at, CAST(:state AS text) AS state,
+               e->6->'error' AS error, e->6->'result' AS result,
+               (e->6->>'run_at')::timestamptz AS run_at, (e->6->>'progress')::float8 AS progress,
+               e->6->>'stage' AS stage, e->6->>'message' AS message
+        FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS e
     ),
     recorded AS (
         INSERT INTO conveyor_attempts (job_id, attempt, worker_id, started_at, finished_at,
@@ -552,33 +555,42 @@ def _iso(value: datetime | None) -> str | None:
 
 def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
     """Apply one group of finishes (same state and fence) in one statement; returns how many
-    passed the fence. Attempt rows are written for all, once per (job, attempt)."""
+    passed the fence. Attempt rows are written for all, once per (job, attempt).
+
+    Each finish travels as a JSON array (no keys to encode): id, attempt, outcome, worker,
+    start, end, then an object of whatever else it has, or null (a no-op job has nothing).
+    """
     first = group[0]
     rows = []
     for f in group:
-        row = {
-            "id": f.job_id,
-            "attempt": f.attempt,
-            "state": f.state.value,
-            "outcome": f.outcome.value,
-            "worker_id": f.worker_id,
-            "finished_at": f.finished_at.isoformat(),
-        }
-        # Absent keys read as NULL: a no-op job's row carries only what it has.
-        if f.started_at is not None:
-            row["started_at"] = f.started_at.isoformat()
-        if f.error is not None:
-            row["error"] = f.error.as_dict()
-        if f.result is not None:
-            row["result"] = f.result
-        if f.run_at is not None:
-            row["run_at"] = f.run_at.isoformat()
-        if f.progress is not None:
-            row["progress"] = f.progress
-        if f.stage is not None:
-            row["stage"] = f.stage
-        if f.message is not None:
-            row["message"] = f.message
-        rows.append(row)
+        more: dict[str, Any] | None = None
+        if (
+            f.error is not None
+            or f.result is not None
+            or f.run_at is not None
+            or f.progress is not None
+            or f.stage is not None
+            or f.message is not None
+        ):
+            more = {
+                "error": f.error.as_dict() if f.error else None,
+                "result": f.result,
+                "run_at": _iso(f.run_at),
+                "progress": f.progress,
+                "stage": f.stage,
+                "message": f.message,
+            }
+        rows.append(
+            (
+                f.job_id,
+                f.attempt,
+                f.outcome.value,
+                f.worker_id,
+                None if f.started_at is None else f.started_at.isoformat(),
+                f.finished_at.isoformat(),
+                more,
+            )
+        )
     sql = _finish_sql(first.state, first.charges_attempt)
-    return int(conn.execute(sql, {"rows": to_json(rows)}).scalar_one())
+    params = {"rows": to_json(rows), "state": first.state.value}
+    return int(conn.execute(sql, params).scalar_one())

@@ -75,6 +75,8 @@ jobs = Table(
     Column("idempotency_key", String(255), nullable=True),
     Column("payload_hash", String(64), nullable=True),
     Column("worker_id", String(200), nullable=True),
+    # Not indexed: renewals stay heap-only updates; expired leases are found among the
+    # (few) running jobs through conveyor_jobs_state.
     Column("lease_expires_at", UTCDateTime, nullable=True),
     Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", UTCDateTime, nullable=False),
@@ -94,12 +96,6 @@ jobs = Table(
         "scheduled_at",
         postgresql_where=text("state IN ('scheduled', 'retrying')"),
         sqlite_where=text("state IN ('scheduled', 'retrying')"),
-    ),
-    Index(
-        "conveyor_jobs_lease",
-        "lease_expires_at",
-        postgresql_where=text("state = 'running'"),
-        sqlite_where=text("state = 'running'"),
     ),
     Index(
         "conveyor_jobs_idempotency",
