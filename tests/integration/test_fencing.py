@@ -162,3 +162,31 @@ def test_retention_deletes_old_finished_jobs_only(backend: Backend) -> None:
     with runs.engine.connect() as conn:  # their attempts went with them (no cascade does it)
         left = conn.execute(select(attempts.c.job_id).where(attempts.c.job_id.in_(ids))).all()
     assert left == []
+
+
+def test_a_first_attempt_that_completed_is_recorded_by_the_job_row_alone(backend: Backend) -> None:
+    app = backend.app()
+    runs = RunStore(app.client.jobs.engine)
+    first, second = app.enqueue("add", {"a": 1}), app.enqueue("add", {"a": 2})
+    now = datetime.now(UTC)
+    claimed = {j.id: j for j in runs.claim_ids([first.id, second.id], "w1", now, 30)}
+    later = now + timedelta(seconds=1)
+    runs.finish(
+        [
+            Finish(job_id=first.id, attempt=claimed[first.id].attempt, state=State.COMPLETED,
+                   outcome=AttemptOutcome.COMPLETED, worker_id="w1", started_at=now,
+                   finished_at=later, result=3),
+            Finish(job_id=second.id, attempt=claimed[second.id].attempt, state=State.FAILED,
+                   outcome=AttemptOutcome.ERROR, worker_id="w1", started_at=now,
+                   finished_at=later),
+        ]
+    )  # fmt: skip
+    with runs.engine.connect() as conn:
+        rows = conn.execute(select(attempts.c.job_id, attempts.c.outcome)).all()
+    assert [(str(j), o) for j, o in rows] == [(second.id, "error")]  # no row for the first
+    view = app.get(first.id)
+    assert view.worker_id == "w1" and view.result == 3
+    (attempt,) = view.attempts
+    assert (attempt.attempt, attempt.outcome, attempt.worker_id) == (1, "completed", "w1")
+    assert (attempt.started_at, attempt.finished_at) == (view.started_at, view.finished_at)
+    assert [a.outcome for a in app.get(second.id).attempts] == ["error"]

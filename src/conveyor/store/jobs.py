@@ -16,6 +16,7 @@ from conveyor.core.errors import (
     JobNotFound,
 )
 from conveyor.core.ids import id_floor
+from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.sizes import to_json
 from conveyor.core.states import RETRYABLE, State, check_transition
 from conveyor.core.views import AttemptView, JobView, Page
@@ -99,6 +100,8 @@ class JobStore:
                         .order_by(attempts.c.attempt)
                     )
                 ]
+                if row.state == State.COMPLETED.value and row.attempt == 1 and not history:
+                    history = [_first_attempt(row)]
         return job_view(row, history)
 
     @translate_errors
@@ -299,6 +302,18 @@ def job_view(row: Row[Any], history: list[AttemptView]) -> JobView:
         timeout_s=m["timeout_s"],
         updated_at=m["updated_at"],
         attempts=history,
+    )
+
+
+def _first_attempt(job: Row[Any]) -> AttemptView:
+    """The attempt a job completed at first try: its row alone records it (RunStore writes
+    no attempt row for it)."""
+    return AttemptView(
+        attempt=1,
+        worker_id=job.worker_id,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        outcome=AttemptOutcome.COMPLETED.value,
     )
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.sizes import to_json
 from conveyor.core.states import WAITING, State
 from conveyor.store.records import ClaimedJob, ExpiredRun, Finish, ProgressUpdate
@@ -281,8 +282,10 @@ class RunStore:
             "message": func.coalesce(bindparam("b_message", type_=Text), jobs.c.message),
         }
         state = group[0].state
-        if state is State.COMPLETED:
-            values.update(result=bindparam("b_result"), progress=100.0)
+        if state is State.COMPLETED:  # the worker stays: it ran the attempt the row records
+            values.update(
+                result=bindparam("b_result"), progress=100.0, worker_id=bindparam("b_worker_id")
+            )
         if state in (State.COMPLETED, State.FAILED, State.CANCELED):
             values["finished_at"] = bindparam("b_finished_at")
         if state is State.RETRYING:
@@ -303,16 +306,18 @@ class RunStore:
                 "b_progress": f.progress,
                 "b_stage": f.stage,
                 "b_message": f.message,
+                "b_worker_id": f.worker_id,
             }
             for f in group
         ]
         return stmt, params
 
     def _record_attempts(self, conn: Connection, finishes: Sequence[Finish]) -> None:
+        rows = [_attempt_row(f) for f in finishes if not _recorded_by_job_row(f)]
+        if not rows:
+            return
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        conn.execute(
-            dialect_insert(attempts).on_conflict_do_nothing(), [_attempt_row(f) for f in finishes]
-        )
+        conn.execute(dialect_insert(attempts).on_conflict_do_nothing(), rows)
 
     # -- maintenance ------------------------------------------------------------------------
 
@@ -497,7 +502,7 @@ _FINISH = """
                                        outcome, error_type, error_message, traceback)
         SELECT id, attempt, worker_id, started_at, finished_at, outcome, error->>'type',
                error->>'message', error->>'traceback'
-        FROM v
+        FROM v WHERE NOT (outcome = 'completed' AND attempt = 1)  -- the job row records it
         ON CONFLICT DO NOTHING
     ),
     done AS (
@@ -522,8 +527,9 @@ def _finish_sql(state: State, charges_attempt: bool) -> Any:
         "stage = coalesce(v.stage, j.stage)",
         "message = coalesce(v.message, j.message)",
     ]
-    if state is State.COMPLETED:
+    if state is State.COMPLETED:  # the worker stays: it ran the attempt the row records
         sets += ["result = coalesce(v.result, 'null'::jsonb)", "progress = 100.0"]
+        sets[2] = "worker_id = v.worker_id"
     else:
         sets.append("progress = coalesce(v.progress, j.progress)")
     if state in (State.COMPLETED, State.FAILED, State.CANCELED):
@@ -533,6 +539,13 @@ def _finish_sql(state: State, charges_attempt: bool) -> Any:
     if not charges_attempt:
         sets.append("uncharged = j.uncharged + 1")
     return text(_FINISH.format(sets=", ".join(sets)))
+
+
+def _recorded_by_job_row(f: Finish) -> bool:
+    """A job's first attempt, when it completed, is recorded by the job row alone (worker,
+    start, end, outcome): the common case writes no attempt row. A completed job is never
+    run again, so nothing overwrites it; ``JobStore.get`` shows it as attempt 1."""
+    return f.attempt == 1 and f.outcome is AttemptOutcome.COMPLETED
 
 
 def _attempt_row(f: Finish) -> dict[str, Any]:
