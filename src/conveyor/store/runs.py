@@ -395,7 +395,9 @@ class RunStore:
         ]
         if after is not None:
             conditions.append(jobs.c.id > after)
-        query = select(jobs.c.id).where(and_(*conditions)).order_by(jobs.c.id).limit(limit)
+        # PostgreSQL spells the ids itself (thousands per call while a backlog is fed in).
+        column = jobs.c.id.cast(Text) if self.dialect == "postgresql" else jobs.c.id
+        query = select(column).where(and_(*conditions)).order_by(jobs.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [str(i) for i in conn.execute(query).scalars()]
 
