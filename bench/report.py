@@ -32,7 +32,8 @@ def write_report(results: Path, out: Path, findings: bool = True) -> None:
     lines = [json.loads(raw) for raw in results.read_text().splitlines() if raw.strip()]
     assets = out.parent / "benchmarks"
     assets.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(results, assets / "results.jsonl")
+    if results.resolve() != (assets / "results.jsonl").resolve():
+        shutil.copyfile(results, assets / "results.jsonl")
     systems = available()
     order = [name for name in systems if any(line["system"] == name for line in lines)]
     label = {name: systems[name].label for name in order}
