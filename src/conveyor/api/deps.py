@@ -20,8 +20,7 @@ async def get_conveyor(request: Request) -> Conveyor:
 
 
 async def get_client(request: Request) -> Client:
-    conveyor: Conveyor = request.app.state.conveyor
-    return conveyor.client
+    return (await get_conveyor(request)).client
 
 
 ClientDep = Annotated[Client, Depends(get_client)]

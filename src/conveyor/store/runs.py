@@ -504,7 +504,7 @@ _FINISH = """
                                        outcome, error_type, error_message, traceback)
         SELECT id, attempt, worker_id, started_at, finished_at, outcome, error->>'type',
                error->>'message', error->>'traceback'
-        FROM v WHERE NOT (outcome = 'completed' AND attempt = 1)  -- the job row records it
+        FROM v WHERE NOT (outcome = 'completed' AND attempt = 1)  -- _recorded_by_job_row
         ON CONFLICT DO NOTHING
     ),
     done AS (
@@ -546,7 +546,8 @@ def _finish_sql(state: State, charges_attempt: bool) -> Any:
 def _recorded_by_job_row(f: Finish) -> bool:
     """A job's first attempt, when it completed, is recorded by the job row alone (worker,
     start, end, outcome): the common case writes no attempt row. A completed job is never
-    run again, so nothing overwrites it; ``JobStore.get`` shows it as attempt 1."""
+    run again, so nothing overwrites it; ``JobStore.get`` shows it as attempt 1. (The
+    PostgreSQL finish states the same rule in SQL, in ``_FINISH``.)"""
     return f.attempt == 1 and f.outcome is AttemptOutcome.COMPLETED
 
 
@@ -570,7 +571,8 @@ def _iso(value: datetime | None) -> str | None:
 
 def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
     """Apply one group of finishes (same state and fence) in one statement; returns how many
-    passed the fence. Attempt rows are written for all, once per (job, attempt).
+    passed the fence. Attempt rows are written for all, fenced or not, once per (job,
+    attempt), except where the job row records the attempt (``_recorded_by_job_row``).
 
     Each finish travels as a JSON array (no keys to encode): id, attempt, outcome, worker,
     start, end, then an object of whatever else it has, or null (a no-op job has nothing).
@@ -601,7 +603,7 @@ def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
                 f.attempt,
                 f.outcome.value,
                 f.worker_id,
-                None if f.started_at is None else f.started_at.isoformat(),
+                _iso(f.started_at),
                 f.finished_at.isoformat(),
                 more,
             )
