@@ -54,3 +54,26 @@ def test_children_die_with_a_killed_supervisor(pg_redis: Backend) -> None:
     sup.signal(signal.SIGKILL)
     sup.wait()
     wait_for(lambda: not any(_alive(p) for p in pids), timeout=15, what="children to exit")
+
+
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return fh.read()
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_children_are_forked_from_the_prepared_supervisor(pg_redis: Backend) -> None:
+    """The children are copies of the supervisor (same command line, its own children), not
+    new interpreters that import everything again, and they serve jobs."""
+    app = pg_redis.app()
+    sup = pg_redis.worker("--processes", "2")
+    pids = wait_for(lambda: _two_workers(app), what="2 workers")
+    for pid in pids:
+        assert _ppid(pid) == sup.proc.pid
+        assert _cmdline(pid) == _cmdline(sup.proc.pid)
+    assert app.enqueue("add", {"a": 7}).wait(timeout=20).result == 7
+    assert sup.stop() == 0

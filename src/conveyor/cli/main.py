@@ -79,43 +79,37 @@ def worker(
     with_scheduler: bool,
 ) -> None:
     """Run jobs."""
-    from conveyor.worker.loop import default_queues
+    from conveyor.worker.loop import Worker, default_queues, prepare_to_fork, run_event_loop
 
     app = load_app(app_spec)
     weights = parse_queues(queues) if queues else default_queues(app)
-    if processes > 1:
-        from conveyor.worker.supervisor import Supervisor
 
-        level = logging.getLevelName(logging.getLogger().level)
-        argv = ["--log-level", level, "worker", "--app", app_spec or "", "--processes", "1"]
-        argv += ["--queues", ",".join(f"{q}={w}" for q, w in weights.items())]
-        if concurrency:
-            argv += ["--concurrency", str(concurrency)]
-        if strict:
-            argv.append("--strict")
-        if grace is not None:
-            argv += ["--grace", str(grace)]
-        if with_scheduler:
-            argv.append("--with-scheduler")
-        sys.exit(Supervisor(argv, processes).run())
-    from conveyor.worker.loop import Worker, run_event_loop
+    def serve(migrate: bool = True) -> None:
+        w = Worker(
+            app,
+            queues=weights,
+            concurrency=concurrency,
+            strict=strict,
+            grace_s=grace,
+            migrate=migrate,
+            with_scheduler=with_scheduler,
+        )
 
-    w = Worker(
-        app,
-        queues=weights,
-        concurrency=concurrency,
-        strict=strict,
-        grace_s=grace,
-        with_scheduler=with_scheduler,
-    )
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, w.request_stop)
+            await w.run()
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, w.request_stop)
-        await w.run()
+        run_event_loop(main())
 
-    run_event_loop(main())
+    if processes == 1:
+        serve()
+        return
+    from conveyor.worker.supervisor import Supervisor
+
+    prepare_to_fork(app)
+    sys.exit(Supervisor(lambda: serve(migrate=False), processes).run())
 
 
 @cli.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -348,6 +349,21 @@ class Worker:
     def _hand_back_all(self) -> None:
         for run in list(self.runs.values()):
             self._interrupt(run, SHUTDOWN)
+
+
+def prepare_to_fork(app: Conveyor) -> None:
+    """Before ``--processes N`` forks its children: migrate the schema once and import what
+    each child would import on its own (the Redis dispatcher, uvloop), so a child starts
+    serving at once. Leaves no connection open and no thread running behind."""
+    engine = make_engine(app.settings.database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    if app.settings.redis_url:
+        import conveyor.dispatch.redis  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: F401
 
 
 def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
