@@ -75,3 +75,47 @@ def test_promote_due_moves_only_due_jobs(backend: Backend) -> None:
     assert promoted == [(soon.id, "default")]
     assert app.get(soon.id).state is State.QUEUED
     assert app.get(later.id).state is State.SCHEDULED
+
+
+def test_a_backlog_is_claimed_after_a_cursor_that_expires_or_runs_short(
+    db_backend: Backend,
+) -> None:
+    """Database dispatch: while claims come back full, the next continues after the last id
+    claimed; a claim that runs short, or a cursor older than CURSOR_S, rescans from the start
+    (a job queued again with an older id is never left behind)."""
+    from sqlalchemy import update
+
+    from conveyor.core.shares import Shares
+    from conveyor.store.tables import jobs
+    from conveyor.worker.source import CURSOR_S, DatabaseSource
+
+    app = db_backend.app()
+    handles = app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(10)])
+    ids = [h.id for h in handles]
+    engine = app.client.jobs.engine
+    now = [0.0]
+    source = DatabaseSource(RunStore(engine), "w", 30, clock=lambda: now[0])
+    shares = Shares({"low": 1})
+
+    def requeue(job_id: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(state="queued"))
+
+    assert [j.id for j in source.claim(shares, 3, 0)] == ids[:3]
+    requeue(ids[0])
+    assert [j.id for j in source.claim(shares, 3, 0)] == ids[3:6]  # after the cursor
+    now[0] += CURSOR_S + 0.1  # the cursor expired: from the start again
+    assert [j.id for j in source.claim(shares, 2, 0)] == [ids[0], ids[6]]
+    requeue(ids[1])
+    # Full again (cursor after ids[6]): 7, 8, 9 come back short of 5, so the rest is claimed
+    # from the start at once.
+    assert sorted(j.id for j in source.claim(shares, 5, 0)) == sorted([ids[1], *ids[7:]])
+    assert source.claim(shares, 5, 0) == []
+
+
+def test_claim_next_after_a_cursor_skips_older_jobs(db_backend: Backend) -> None:
+    app = db_backend.app()
+    ids = [h.id for h in app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(6)])]
+    runs = RunStore(app.client.jobs.engine)
+    got = runs.claim_next({"low": 10}, "w", datetime.now(UTC), 30, after={"low": ids[2]})
+    assert sorted(j.id for j in got) == ids[3:]

@@ -1,10 +1,16 @@
 """Database dispatch: workers claim from the jobs table, so there is nothing to push.
 
-On PostgreSQL, job-change notices go out with NOTIFY for event streams to wake up at once.
+On PostgreSQL, job-change notices go out with NOTIFY for event streams to wake up at once,
+but only while someone listens: PostgreSQL cannot tell who listens on a channel, so each
+listener holds a row in the leases table (``listen:<uuid>``, renewed every few seconds) and
+publishers look for one at most once a second. A NOTIFY is a transaction of its own that
+serialises with every other notifying commit; a worker draining a backlog with no API stream
+open skips it entirely.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Engine, text
@@ -13,6 +19,21 @@ from conveyor.dispatch.base import Delivery
 
 CHANNEL = "conveyor_events"
 NOTIFY_PAYLOAD_BYTES = 7900  # PostgreSQL's limit is 8000
+LISTENER_PREFIX = "listen:"
+LISTENER_TTL_S = 30.0  # a listener's lease; renewed every third of it
+LISTENER_CHECK_S = 1.0  # how often publishers look for listeners
+
+# Raw SQL for psycopg (the listener runs on its own async connection, not an engine).
+HOLD_LISTENER = (
+    "INSERT INTO conveyor_leases (name, holder, expires_at)"
+    " VALUES (%s, 'event stream', now() + make_interval(secs => %s))"
+    " ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at"
+)
+DROP_LISTENER = "DELETE FROM conveyor_leases WHERE name = %s"
+_ANY_LISTENER = text(
+    "SELECT EXISTS (SELECT 1 FROM conveyor_leases"
+    " WHERE starts_with(name, :prefix) AND expires_at > now())"
+)
 
 
 class DatabaseDispatcher:
@@ -21,6 +42,8 @@ class DatabaseDispatcher:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.notifies = engine.dialect.name == "postgresql"
+        self._listeners = False
+        self._listeners_checked = -LISTENER_CHECK_S
 
     def push(self, items: Sequence[tuple[str, str]]) -> None:
         return None
@@ -41,14 +64,25 @@ class DatabaseDispatcher:
         return set()
 
     def publish(self, job_ids: Sequence[str]) -> None:
-        if not self.notifies or not job_ids:
+        if not self.notifies or not job_ids or not self._has_listeners():
             return
         with self.engine.begin() as conn:
             for payload in _payloads(job_ids):
                 conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
 
     def may_have_listeners(self) -> bool:
-        return self.notifies
+        fresh = time.monotonic() - self._listeners_checked < LISTENER_CHECK_S
+        return self.notifies and (self._listeners or not fresh)
+
+    def _has_listeners(self) -> bool:
+        """Whether an event stream holds a listener lease; asked at most once a second."""
+        now = time.monotonic()
+        if now - self._listeners_checked >= LISTENER_CHECK_S:
+            with self.engine.connect() as conn:
+                found = conn.execute(_ANY_LISTENER, {"prefix": LISTENER_PREFIX}).scalar()
+            self._listeners = bool(found)
+            self._listeners_checked = now
+        return self._listeners
 
     def close(self) -> None:
         return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
@@ -27,18 +29,24 @@ async def job_changes(url: str, prefix: str) -> AsyncIterator[str]:
 
 
 async def pg_job_changes(url: str) -> AsyncIterator[str]:
-    """The same from PostgreSQL LISTEN/NOTIFY (database dispatch on PostgreSQL)."""
+    """The same from PostgreSQL LISTEN/NOTIFY (database dispatch on PostgreSQL), holding a
+    listener lease meanwhile so that publishers know someone listens."""
     import psycopg
 
-    from conveyor.dispatch.database import CHANNEL
+    from conveyor.dispatch import database as db
 
     dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5)
+    lease = f"{db.LISTENER_PREFIX}{uuid.uuid4().hex}"
     try:
-        await conn.execute(f"LISTEN {CHANNEL}")
-        async for notice in conn.notifies():
-            for job_id in notice.payload.split(","):
-                if job_id:
-                    yield job_id
+        await conn.execute(f"LISTEN {db.CHANNEL}")
+        while True:
+            await conn.execute(db.HOLD_LISTENER, (lease, db.LISTENER_TTL_S))
+            async for notice in conn.notifies(timeout=db.LISTENER_TTL_S / 3):
+                for job_id in notice.payload.split(","):
+                    if job_id:
+                        yield job_id
     finally:
+        with contextlib.suppress(Exception):
+            await conn.execute(db.DROP_LISTENER, (lease,))
         await conn.close()

@@ -85,24 +85,35 @@ class RunStore:
             )
 
     def claim_next(
-        self, counts: Mapping[str, int], worker_id: str, now: datetime, lease_s: float
+        self,
+        counts: Mapping[str, int],
+        worker_id: str,
+        now: datetime,
+        lease_s: float,
+        after: Mapping[str, str] | None = None,
     ) -> list[ClaimedJob]:
-        """Claim up to ``counts[queue]`` of the oldest queued jobs of each queue."""
+        """Claim up to ``counts[queue]`` of the oldest queued jobs of each queue; with
+        ``after[queue]``, the oldest after that id (a keyset cursor past the jobs already
+        claimed, which a scan from the start would step over until the next vacuum)."""
+        after = after or {}
+        wanted = [(q, n) for q, n in counts.items() if n > 0]
         claimed: list[ClaimedJob] = []
+        if self.dialect == "postgresql":
+            # Each claim is one atomic statement: no BEGIN/COMMIT round trips around it.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                for queue, count in wanted:
+                    params: dict[str, Any] = {"queue": queue, "count": count}
+                    sql = _PG_CLAIM_NEXT
+                    if queue in after:
+                        sql, params["after"] = _PG_CLAIM_NEXT_AFTER, after[queue]
+                    claimed += _claim_pg(conn, sql, params, worker_id, now, lease_s)
+            return claimed
         with self.engine.begin() as conn:
-            for queue, count in counts.items():
-                if count <= 0:
-                    continue
-                if self.dialect == "postgresql":
-                    where = {"queue": queue, "count": count}
-                    claimed += _claim_pg(conn, _PG_CLAIM_NEXT, where, worker_id, now, lease_s)
-                    continue
-                oldest = (
-                    select(jobs.c.id)
-                    .where(and_(jobs.c.state == State.QUEUED.value, jobs.c.queue == queue))
-                    .order_by(jobs.c.id)
-                    .limit(count)
-                )
+            for queue, count in wanted:
+                cond = and_(jobs.c.state == State.QUEUED.value, jobs.c.queue == queue)
+                if queue in after:
+                    cond = and_(cond, jobs.c.id > after[queue])
+                oldest = select(jobs.c.id).where(cond).order_by(jobs.c.id).limit(count)
                 claimed += self._claim(conn, self._picked(oldest), worker_id, now, lease_s)
         return claimed
 
@@ -437,11 +448,15 @@ _PG_CLAIM = """
 _PG_CLAIM_IDS = _PG_CLAIM.format(which="id = ANY(CAST(%(ids)s AS uuid[]))")
 # The locked pick is materialised first: as a plain ``IN (subquery)`` the planner may rescan
 # it once per outer row and match far more than its LIMIT.
-_PG_CLAIM_NEXT = """
+_PG_PICK = """
     WITH picked AS MATERIALIZED (
-        SELECT id FROM conveyor_jobs WHERE state = 'queued' AND queue = %(queue)s
+        SELECT id FROM conveyor_jobs WHERE state = 'queued' AND queue = %(queue)s {after}
         ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED
-    )""" + _PG_CLAIM.format(which="id IN (SELECT id FROM picked)")
+    )"""
+_PG_CLAIM_NEXT = _PG_PICK.format(after="") + _PG_CLAIM.format(which="id IN (SELECT id FROM picked)")
+_PG_CLAIM_NEXT_AFTER = _PG_PICK.format(after="AND id > CAST(%(after)s AS uuid)") + _PG_CLAIM.format(
+    which="id IN (SELECT id FROM picked)"
+)
 
 
 def _claim_pg(

@@ -19,24 +19,65 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class DatabaseSource:
-    """Claims straight from the jobs table (FOR UPDATE SKIP LOCKED on PostgreSQL)."""
+#: How long a claim cursor is followed before claims scan a queue from its start again.
+CURSOR_S = 1.0
 
-    def __init__(self, runs: RunStore, worker_id: str, lease_s: float) -> None:
+
+class DatabaseSource:
+    """Claims straight from the jobs table (FOR UPDATE SKIP LOCKED on PostgreSQL).
+
+    While a queue has a backlog, each claim continues after the last id this worker claimed
+    there: a claim from the start would step over every job claimed since the last vacuum
+    (their index entries stay until then, and the planner, with statistics from before the
+    drain, may walk the primary key past them). The cursor is dropped, and the next claim
+    starts from the oldest queued job again, when a claim comes back short (the backlog after
+    it is used up: the rest is claimed from the start at once) or after ``CURSOR_S``, so a job
+    queued again with an older id (a retry) waits at most that long to be seen.
+    """
+
+    def __init__(
+        self,
+        runs: RunStore,
+        worker_id: str,
+        lease_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.runs = runs
         self.worker_id = worker_id
         self.lease_s = lease_s
+        self.clock = clock
+        self._cursors: dict[str, tuple[str, float]] = {}  # queue -> (last id claimed, since)
 
     def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
-        claimed = self.runs.claim_next(shares.allocate(free), self.worker_id, _now(), self.lease_s)
+        claimed = self._claim(shares.allocate(free))
         for queue in shares.fallback_order():
             if len(claimed) >= free:
                 break
-            claimed += self.runs.claim_next(
-                {queue: free - len(claimed)}, self.worker_id, _now(), self.lease_s
-            )
+            claimed += self._claim({queue: free - len(claimed)})
         if not claimed and block_s > 0:
             time.sleep(block_s)
+        return claimed
+
+    def _claim(self, counts: dict[str, int]) -> list[ClaimedJob]:
+        now = self.clock()
+        after = {
+            q: last
+            for q, (last, since) in self._cursors.items()
+            if q in counts and now - since < CURSOR_S
+        }
+        claimed = self.runs.claim_next(counts, self.worker_id, _now(), self.lease_s, after)
+        rest: dict[str, int] = {}
+        for queue, count in counts.items():
+            got = [j.id for j in claimed if j.queue == queue]
+            if count > 0 and len(got) >= count:
+                since = self._cursors[queue][1] if queue in after else now
+                self._cursors[queue] = (max(got), since)
+                continue
+            self._cursors.pop(queue, None)
+            if queue in after:
+                rest[queue] = count - len(got)
+        if rest:
+            claimed += self.runs.claim_next(rest, self.worker_id, _now(), self.lease_s)
         return claimed
 
     def release(self) -> None:
