@@ -38,6 +38,14 @@ def test_quick_suite_runs_every_workload_and_writes_the_report(tmp_path: Path) -
     w6 = next(x for x in lines if x["workload"] == "w6")
     assert w6["bulk_drain_statements_per_job"] > 0 and w6["single_statements_per_job"] > 0
     text = report.read_text()
-    for heading in ("## W1", "## W2", "### W2's floor", "## W3", "## W4", "## W5", "## W6",
-                    "## Targets"):
+    for heading in (
+        "## W1",
+        "## W2",
+        "### W2's floor",
+        "## W3",
+        "## W4",
+        "## W5",
+        "## W6",
+        "## Targets",
+    ):
         assert heading in text

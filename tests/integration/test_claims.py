@@ -115,7 +115,9 @@ def test_a_backlog_is_claimed_after_a_cursor_that_expires_or_runs_short(
 
 def test_claim_next_after_a_cursor_skips_older_jobs(db_backend: Backend) -> None:
     app = db_backend.app()
-    ids = [h.id for h in app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(6)])]
+    ids = [
+        h.id for h in app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(6)])
+    ]
     runs = RunStore(app.client.jobs.engine)
     got = runs.claim_next({"low": 10}, "w", datetime.now(UTC), 30, after={"low": ids[2]})
     assert sorted(j.id for j in got) == ids[3:]
