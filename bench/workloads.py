@@ -132,15 +132,18 @@ def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[s
     """W2: warm idle workers, jobs enqueued one by one at a steady rate (open loop)."""
     system = bench.system
     bench.launch("latency")
-    for _ in range(20):
-        system.enqueue_one("noop", time.time())
-    if not bench.wait_for(20, 90):
-        raise RuntimeError(f"{system.name}: warm-up jobs did not run")
-    time.sleep(1.0)
-    idle_rss, idle_rss_total = bench.procs.rss_mb()
-    bench.ledger.reset()
     total = int(rate * seconds)
     with ThreadPoolExecutor(threads) as pool:
+        # Warm-up through the same threads, a burst of one job per thread at a time: each
+        # thread's client opens its connections now, not during the measurement.
+        warm = 5 * threads
+        for _ in range(5):
+            list(pool.map(lambda _: system.enqueue_one("noop", time.time()), range(threads)))
+        if not bench.wait_for(warm, 90):
+            raise RuntimeError(f"{system.name}: warm-up jobs did not run")
+        time.sleep(1.0)
+        idle_rss, idle_rss_total = bench.procs.rss_mb()
+        bench.ledger.reset()
         t0 = time.perf_counter()
         futures = []
         for i in range(total):
