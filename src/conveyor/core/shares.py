@@ -28,7 +28,7 @@ class Shares:
         counts = {q: 0 for q in self.weights}
         if slots <= 0:
             return counts
-        if self.strict:
+        if self.strict or len(self.order) == 1:  # one queue takes every slot
             counts[self.order[0]] = slots
             return counts
         for _ in range(slots):

@@ -594,7 +594,10 @@ def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
     """
     first = group[0]
     rows = []
+    started, started_iso = None, None  # a claim's jobs share one start: spelt once
     for f in group:
+        if f.started_at is not started:
+            started, started_iso = f.started_at, _iso(f.started_at)
         more: dict[str, Any] | None = None
         if (
             f.error is not None
@@ -618,7 +621,7 @@ def _finish_rows(conn: Connection, group: Sequence[Finish]) -> int:
                 f.attempt,
                 f.outcome.value,
                 f.worker_id,
-                _iso(f.started_at),
+                started_iso,
                 f.finished_at.isoformat(),
                 more,
             )

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
 
-MAX_CLAIM_BATCH = 200
+#: The most jobs one claim takes (a worker with more free slots claims again at once). Larger
+#: claims cost fewer round trips per job: a worker with 2,000 slots drained no-op jobs at
+#: 23,828 jobs/s with claims of 200 and 29,628 with claims of 1,000 (bench W1, 2 processes).
+MAX_CLAIM_BATCH = 1000
 FETCH_BLOCK_S = 1.0
 
 
