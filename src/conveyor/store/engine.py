@@ -61,16 +61,23 @@ def _ping_when_idle(engine: Engine) -> None:
     """Check a pooled connection before use only when it sat idle for a while: a busy pool
     skips the round trip (every statement would pay it), an idle one still finds the
     connections a database restart broke. A connection that breaks while in use fails its
-    statement, which invalidates the whole pool, as with a ping."""
+    statement, which invalidates the whole pool, as with a ping.
+
+    The ping is one round trip: in autocommit, ``SELECT 1`` opens no transaction (otherwise
+    psycopg sends BEGIN before it and a ROLLBACK must follow: three, which the first job
+    after a quiet second paid on enqueue and again on claim)."""
 
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
         last = record.info.get("checked_in_at")
         if last is not None and time.monotonic() - last > PING_IDLE_S:
             try:
-                with dbapi_conn.cursor() as cursor:
-                    cursor.execute("SELECT 1")
-                dbapi_conn.rollback()
+                autocommit = dbapi_conn.autocommit
+                dbapi_conn.autocommit = True
+                try:
+                    dbapi_conn.execute("SELECT 1")
+                finally:
+                    dbapi_conn.autocommit = autocommit
             except Exception as exc:
                 raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
