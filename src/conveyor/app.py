@@ -19,7 +19,7 @@ from conveyor.core.retry import RetryPolicy
 from conveyor.core.settings import Settings, load_settings
 from conveyor.core.views import JobView, Page
 from conveyor.dispatch.base import Dispatcher
-from conveyor.dispatch.database import DatabaseDispatcher
+from conveyor.dispatch.database import WAKE_CHANNEL, DatabaseDispatcher
 from conveyor.store import Engine, JobStore, make_engine
 
 P = ParamSpec("P")
@@ -60,7 +60,9 @@ class Conveyor:
         settings = self.settings
         engine = make_engine(settings.database_url)
         dispatcher = self.make_dispatcher("client", engine)
-        return Client(self.registry, settings, JobStore(engine), dispatcher)
+        # Database dispatch: the enqueue's own statement wakes idle workers (NOTIFY).
+        wake = None if dispatcher.delivers else WAKE_CHANNEL
+        return Client(self.registry, settings, JobStore(engine, wake), dispatcher)
 
     def make_dispatcher(self, consumer: str, engine: Engine) -> Dispatcher:
         """Redis streams when CONVEYOR_REDIS_URL is set, else the database itself."""

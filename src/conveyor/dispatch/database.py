@@ -10,14 +10,21 @@ open skips it entirely.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Engine, text
 
 from conveyor.dispatch.base import Delivery
 
+log = logging.getLogger("conveyor.dispatch")
+
 CHANNEL = "conveyor_events"
+#: Idle workers LISTEN here; an enqueue that commits queued jobs NOTIFYs each of their queues.
+WAKE_CHANNEL = "conveyor_wake"
+WAKER_RETRY_S = 5.0  # after a lost LISTEN connection, poll alone this long before reconnecting
 NOTIFY_PAYLOAD_BYTES = 7900  # PostgreSQL's limit is 8000
 LISTENER_PREFIX = "listen:"
 LISTENER_TTL_S = 30.0  # a listener's lease; renewed every third of it
@@ -102,3 +109,81 @@ def _payloads(job_ids: Sequence[str]) -> list[str]:
     if current:
         out.append(",".join(current))
     return out
+
+
+class Waker:
+    """Where an idle database-dispatch worker waits for new jobs on PostgreSQL: a connection
+    of its own that LISTENs on ``WAKE_CHANNEL``, so a job committed as queued starts at once
+    instead of at the next poll. The poll stays: it finds what no notice announced (retries
+    and scheduled jobs come due, enqueues from older clients), and it is all there is while
+    the connection is down (reconnected at most every ``WAKER_RETRY_S``).
+
+    Notices that arrive while the worker is busy wait in the connection: the next ``wait``
+    returns at once, and the claim that follows finds the jobs or nothing.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        queues: Iterable[str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.queues = set(queues)
+        self.clock = clock
+        self._conn: Any = None
+        self._down_since: float | None = None
+
+    def listen(self) -> None:
+        """LISTEN from now on (connecting if needed): called before each claim, so that a job
+        committed after a claim that found nothing wakes the wait that follows it."""
+        self._connection()
+
+    def wait(self, timeout_s: float) -> bool:
+        """Block up to ``timeout_s``; True when a notice named one of this worker's queues."""
+        deadline = self.clock() + timeout_s
+        conn = self._connection()
+        if conn is None:
+            time.sleep(timeout_s)
+            return False
+        try:
+            while (left := deadline - self.clock()) > 0:
+                for notice in conn.notifies(timeout=left, stop_after=1):
+                    if notice.payload in self.queues:
+                        return True
+        except Exception as exc:
+            log.warning("lost the LISTEN connection (%s); polling until it is back", exc)
+            self._drop()
+            time.sleep(max(0.0, deadline - self.clock()))
+        return False
+
+    def _connection(self) -> Any:
+        if self._conn is not None:
+            return self._conn
+        if self._down_since is not None and self.clock() - self._down_since < WAKER_RETRY_S:
+            return None
+        import psycopg
+
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+            conn.execute(f"LISTEN {WAKE_CHANNEL}")
+        except Exception as exc:
+            log.warning("cannot LISTEN for new jobs (%s); polling", exc)
+            self._down_since = self.clock()
+            return None
+        self._conn, self._down_since = conn, None
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        self._down_since = self.clock()
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception as exc:
+                log.debug("closing the LISTEN connection failed: %s", exc)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()

@@ -29,9 +29,13 @@ ID_SLACK_MS = 1000
 
 
 class JobStore:
-    def __init__(self, engine: Engine) -> None:
+    """``wake_channel`` (PostgreSQL): inserts that create queued jobs NOTIFY it with each
+    of their queues, in their own transaction, for idle database-dispatch workers."""
+
+    def __init__(self, engine: Engine, wake_channel: str | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.wake_channel = wake_channel if self.dialect == "postgresql" else None
 
     # -- insert -----------------------------------------------------------------------------
 
@@ -51,17 +55,24 @@ class JobStore:
         if self.dialect == "postgresql":
             plain_jobs = [job for job in new_jobs if job.idempotency_key is None]
             if plain_jobs:
-                _insert_rows(conn, plain_jobs)
+                _insert_rows(conn, plain_jobs, self.wake_channel)
         else:
             plain = [_row(job) for job in new_jobs if job.idempotency_key is None]
             if plain:
                 conn.execute(jobs.insert(), plain)
         results: list[Inserted] = []
+        keyed: set[str] = set()  # queues of keyed jobs created queued
         for job in new_jobs:
             if job.idempotency_key is None:
                 results.append(Inserted(job.id, job.queue, job.state, True))
             else:
-                results.append(self._insert_keyed(conn, job))
+                inserted = self._insert_keyed(conn, job)
+                results.append(inserted)
+                if inserted.created and inserted.state is State.QUEUED:
+                    keyed.add(inserted.queue)
+        if self.wake_channel and keyed:
+            for queue in sorted(keyed):
+                conn.execute(_NOTIFY, {"channel": self.wake_channel, "queue": queue})
         return results
 
     def _insert_keyed(self, conn: Connection, job: NewJob) -> Inserted:
@@ -225,8 +236,7 @@ def _valid_uuid(text: str) -> bool:
 # One statement for any number of rows: the rows travel as one JSON document, so the server
 # parses and plans once (an executemany runs one INSERT per row) and the client encodes once,
 # in C (adapting arrays of values is Python).
-_INSERT_ROWS = text(
-    """
+_INSERT_SQL = """
     INSERT INTO conveyor_jobs (id, type, queue, state, payload, max_attempts, timeout_s,
                                created_at, scheduled_at, updated_at, attempt, uncharged,
                                cancel_requested)
@@ -235,11 +245,20 @@ _INSERT_ROWS = text(
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS t(id uuid, type text, queue text, state text, payload jsonb, max_attempts int,
               timeout_s float8, created_at timestamptz, scheduled_at timestamptz)
+"""
+_INSERT_ROWS = text(_INSERT_SQL)
+# The same, waking idle workers in the same statement: no round trip, no commit of its own.
+_INSERT_ROWS_WAKE = text(
+    f"""
+    WITH inserted AS ({_INSERT_SQL} RETURNING queue, state)
+    SELECT pg_notify(:channel, queue)
+      FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'queued') AS woken
     """
 )
+_NOTIFY = text("SELECT pg_notify(:channel, :queue)")
 
 
-def _insert_rows(conn: Connection, new_jobs: Sequence[NewJob]) -> None:
+def _insert_rows(conn: Connection, new_jobs: Sequence[NewJob], wake: str | None = None) -> None:
     rows = [
         {
             "id": j.id,
@@ -254,7 +273,10 @@ def _insert_rows(conn: Connection, new_jobs: Sequence[NewJob]) -> None:
         }
         for j in new_jobs
     ]
-    conn.execute(_INSERT_ROWS, {"rows": to_json(rows)})
+    if wake is None:
+        conn.execute(_INSERT_ROWS, {"rows": to_json(rows)})
+    else:
+        conn.execute(_INSERT_ROWS_WAKE, {"rows": to_json(rows), "channel": wake}).all()
 
 
 def _row(job: NewJob) -> dict[str, Any]:

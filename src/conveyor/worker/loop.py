@@ -19,6 +19,7 @@ from conveyor.core.gctune import tune_gc
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
 from conveyor.core.shares import Shares
 from conveyor.core.states import State, check_transition
+from conveyor.dispatch.database import Waker
 from conveyor.scheduler import Scheduler
 from conveyor.store import ClaimedJob, Finish, RunStore, WorkerStore, make_engine
 from conveyor.store.leases import LeaseStore
@@ -155,7 +156,8 @@ class Worker:
         if self.dispatcher.delivers:
             self.source = RedisSource(self.run_store, self.dispatcher, self.worker_id, lease_s)
         else:
-            self.source = DatabaseSource(self.run_store, self.worker_id, lease_s)
+            waker = Waker(engine, self.queues) if engine.dialect.name == "postgresql" else None
+            self.source = DatabaseSource(self.run_store, self.worker_id, lease_s, waker=waker)
         self.maintenance = Maintenance(
             self.run_store, self.dispatcher, self.app.registry, self.settings, self._io
         )

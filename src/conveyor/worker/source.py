@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from conveyor.core.shares import Shares
 from conveyor.dispatch.base import Delivery, Dispatcher
+from conveyor.dispatch.database import Waker
 from conveyor.store import ClaimedJob, RunStore
 
 #: How long an id delivered before its enqueue committed is retried before it is dropped.
@@ -41,21 +42,28 @@ class DatabaseSource:
         worker_id: str,
         lease_s: float,
         clock: Callable[[], float] = time.monotonic,
+        waker: Waker | None = None,
     ) -> None:
         self.runs = runs
         self.worker_id = worker_id
         self.lease_s = lease_s
         self.clock = clock
+        self.waker = waker  # PostgreSQL: an idle wait ends early when a job is enqueued
         self._cursors: dict[str, tuple[str, float]] = {}  # queue -> (last id claimed, since)
 
     def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
+        if self.waker is not None:
+            self.waker.listen()
         claimed = self._claim(shares.allocate(free))
         for queue in shares.fallback_order():
             if len(claimed) >= free:
                 break
             claimed += self._claim({queue: free - len(claimed)})
         if not claimed and block_s > 0:
-            time.sleep(block_s)
+            if self.waker is not None:
+                self.waker.wait(block_s)
+            else:
+                time.sleep(block_s)
         return claimed
 
     def _claim(self, counts: dict[str, int]) -> list[ClaimedJob]:
@@ -81,7 +89,8 @@ class DatabaseSource:
         return claimed
 
     def release(self) -> None:
-        return None
+        if self.waker is not None:
+            self.waker.close()
 
 
 class RedisSource:
