@@ -112,3 +112,21 @@ def test_the_waker_polls_while_its_connection_is_lost_then_listens_again(
             assert waker.wait(5) is True
     finally:
         waker.close()
+
+
+def test_notices_received_before_a_claim_are_read_and_dropped(
+    engine: Engine, pg_database: str
+) -> None:
+    waker = Waker(engine, ["default"])
+    try:
+        waker.listen()
+        with psycopg.connect(_dsn(pg_database), autocommit=True) as other:
+            for _ in range(3):  # jobs enqueued while the worker was busy
+                other.execute("SELECT pg_notify(%s, 'default')", (WAKE_CHANNEL,))
+            time.sleep(0.2)
+            waker.listen()  # before the claim that covers those jobs
+            started = time.monotonic()
+            assert waker.wait(0.3) is False  # nothing new: no stale wake-up
+            assert time.monotonic() - started >= 0.25
+    finally:
+        waker.close()

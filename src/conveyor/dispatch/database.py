@@ -136,8 +136,20 @@ class Waker:
 
     def listen(self) -> None:
         """LISTEN from now on (connecting if needed): called before each claim, so that a job
-        committed after a claim that found nothing wakes the wait that follows it."""
-        self._connection()
+        committed after a claim that found nothing wakes the wait that follows it.
+
+        Notices already received are read and dropped: the claim that follows covers their
+        jobs. A worker busy for hours would otherwise leave them unread, and PostgreSQL keeps
+        every notice until each listener has read it (its queue fills, then NOTIFY fails)."""
+        conn = self._connection()
+        if conn is None:
+            return
+        try:
+            for _ in conn.notifies(timeout=0):
+                pass
+        except Exception as exc:
+            log.warning("lost the LISTEN connection (%s); polling until it is back", exc)
+            self._drop()
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s``; True when a notice named one of this worker's queues."""
