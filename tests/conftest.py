@@ -165,8 +165,13 @@ class Backend:
             app.close()
 
 
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as psycopg itself takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def _truncate(url: str) -> None:
-    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
+    with psycopg.connect(libpq_url(url), autocommit=True) as c:
         c.execute(
             "TRUNCATE conveyor_attempts, conveyor_jobs, conveyor_workers, conveyor_counters,"
             " conveyor_schedule_fires, conveyor_schedules, conveyor_leases"

@@ -11,10 +11,7 @@ from sqlalchemy import Engine, text
 
 from conveyor.store import engine as engine_module
 from conveyor.store import make_engine
-
-
-def _psycopg_url(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+from tests.conftest import libpq_url
 
 
 @pytest.fixture
@@ -31,7 +28,7 @@ def test_an_idle_connection_the_server_dropped_is_replaced_before_use(
 ) -> None:
     with pinging.connect() as conn:
         first = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    with psycopg.connect(_psycopg_url(pg_database), autocommit=True) as admin:
+    with psycopg.connect(libpq_url(pg_database), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (first,))
     with pinging.connect() as conn:  # the ping finds it dead: a fresh connection serves
         second = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()

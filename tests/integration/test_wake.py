@@ -16,7 +16,7 @@ from conveyor.client import EnqueueRequest
 from conveyor.dispatch import database
 from conveyor.dispatch.database import WAKE_CHANNEL, Waker
 from conveyor.store import make_engine
-from tests.conftest import Backend, _backend
+from tests.conftest import Backend, _backend, libpq_url
 
 
 @pytest.fixture
@@ -29,10 +29,6 @@ def engine(pg_database: str) -> Iterator[Engine]:
     made = make_engine(pg_database)
     yield made
     made.dispose()
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def _notices(conn: psycopg.Connection, wait_s: float = 0.5) -> list[str]:
@@ -53,7 +49,7 @@ def test_an_enqueue_wakes_an_idle_worker_long_before_its_next_poll(pg_alone: Bac
 
 def test_inserts_notify_each_queue_of_their_queued_jobs_once(pg_alone: Backend) -> None:
     app = pg_alone.app()
-    with psycopg.connect(_dsn(pg_alone.database_url), autocommit=True) as listener:
+    with psycopg.connect(libpq_url(pg_alone.database_url), autocommit=True) as listener:
         listener.execute(f"LISTEN {WAKE_CHANNEL}")
         app.enqueue_many(
             [EnqueueRequest("add", {"a": i, "b": 0}) for i in range(5)]
@@ -70,7 +66,7 @@ def test_inserts_notify_each_queue_of_their_queued_jobs_once(pg_alone: Backend) 
 
 def test_enqueues_through_redis_dispatch_send_no_notice(pg_redis: Backend) -> None:
     app = pg_redis.app()
-    with psycopg.connect(_dsn(pg_redis.database_url), autocommit=True) as listener:
+    with psycopg.connect(libpq_url(pg_redis.database_url), autocommit=True) as listener:
         listener.execute(f"LISTEN {WAKE_CHANNEL}")
         app.enqueue("add", {"a": 1, "b": 1})
         assert _notices(listener) == []
@@ -80,7 +76,7 @@ def test_the_waker_wakes_for_its_queues_only(engine: Engine, pg_database: str) -
     waker = Waker(engine, ["default"])
     try:
         waker.listen()
-        with psycopg.connect(_dsn(pg_database), autocommit=True) as other:
+        with psycopg.connect(libpq_url(pg_database), autocommit=True) as other:
             other.execute("SELECT pg_notify(%s, 'low')", (WAKE_CHANNEL,))
             started = time.monotonic()
             assert waker.wait(0.3) is False
@@ -101,7 +97,7 @@ def test_the_waker_polls_while_its_connection_is_lost_then_listens_again(
     try:
         waker.listen()
         pid = waker._conn.info.backend_pid
-        with psycopg.connect(_dsn(pg_database), autocommit=True) as admin:
+        with psycopg.connect(libpq_url(pg_database), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             assert waker.wait(0.2) is False  # the loss is noticed; the wait still lasts
             assert waker._conn is None
@@ -120,7 +116,7 @@ def test_notices_received_before_a_claim_are_read_and_dropped(
     waker = Waker(engine, ["default"])
     try:
         waker.listen()
-        with psycopg.connect(_dsn(pg_database), autocommit=True) as other:
+        with psycopg.connect(libpq_url(pg_database), autocommit=True) as other:
             for _ in range(3):  # jobs enqueued while the worker was busy
                 other.execute("SELECT pg_notify(%s, 'default')", (WAKE_CHANNEL,))
             time.sleep(0.2)

@@ -118,8 +118,8 @@ class Waker:
     and scheduled jobs come due, enqueues from older clients), and it is all there is while
     the connection is down (reconnected at most every ``WAKER_RETRY_S``).
 
-    Notices that arrive while the worker is busy wait in the connection: the next ``wait``
-    returns at once, and the claim that follows finds the jobs or nothing.
+    Notices that arrive while the worker is busy are read and dropped before its next claim
+    (``listen``), which covers their jobs; only those that arrive after it end a ``wait``.
     """
 
     def __init__(
@@ -148,8 +148,7 @@ class Waker:
             for _ in conn.notifies(timeout=0):
                 pass
         except Exception as exc:
-            log.warning("lost the LISTEN connection (%s); polling until it is back", exc)
-            self._drop()
+            self._lost(exc)
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s``; True when a notice named one of this worker's queues."""
@@ -164,8 +163,7 @@ class Waker:
                     if notice.payload in self.queues:
                         return True
         except Exception as exc:
-            log.warning("lost the LISTEN connection (%s); polling until it is back", exc)
-            self._drop()
+            self._lost(exc)
             time.sleep(max(0.0, deadline - self.clock()))
         return False
 
@@ -186,16 +184,15 @@ class Waker:
         self._conn, self._down_since = conn, None
         return conn
 
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+    def _lost(self, exc: Exception) -> None:
+        log.warning("lost the LISTEN connection (%s); polling until it is back", exc)
+        self.close()
         self._down_since = self.clock()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
         if conn is not None:
             try:
                 conn.close()
             except Exception as exc:
                 log.debug("closing the LISTEN connection failed: %s", exc)
-
-    def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
