@@ -11,8 +11,9 @@ from dataclasses import replace
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from conveyor.client import Client, EnqueueOptions, EnqueueRequest
-from conveyor.core.durations import Duration, parse_duration
+from conveyor.core.durations import Duration, parse_duration, parse_timeout
 from conveyor.core.errors import ConfigurationError
+from conveyor.core.names import InvalidQueueName, check_queue_name
 from conveyor.core.periodic import ScheduleDef, define
 from conveyor.core.registry import JobType, Registry, payload_model_for
 from conveyor.core.retry import RetryPolicy
@@ -130,6 +131,10 @@ class Conveyor:
         job_name = name or fn.__name__
         if retries is not None and (not isinstance(retries, int) or retries < 0):
             raise ConfigurationError(f"job {job_name!r}: retries must be a whole number >= 0")
+        try:
+            check_queue_name(queue)
+        except InvalidQueueName as exc:
+            raise ConfigurationError(f"job {job_name!r}: {exc.message}") from None
         # Defaults that depend on settings are read now only if given; otherwise the
         # documented defaults apply (settings may not be loadable at import time).
         policy = RetryPolicy(
@@ -142,13 +147,13 @@ class Conveyor:
             dont_retry_on=tuple(dont_retry_on),
         )
         model, takes_context = payload_model_for(job_name, fn)
-        timeout_s = parse_duration(timeout, name="timeout") if timeout is not None else None
+        timeout_s = parse_timeout(timeout) if timeout is not None else None
         job_type = JobType(
             name=job_name,
             handler=fn,
             queue=queue,
             policy=policy,
-            timeout_s=timeout_s or None,
+            timeout_s=timeout_s,
             stages=tuple(stages),
             payload_model=model,
             takes_context=takes_context,

@@ -12,14 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor import faults
-from conveyor.core.durations import Duration, parse_duration
+from conveyor.core.durations import Duration, parse_duration, parse_timeout
 from conveyor.core.errors import ConveyorError, InvalidPayload, PayloadTooLarge, WaitTimeout
 from conveyor.core.ids import new_job_id
-from conveyor.core.payloads import unstorable_fields
+from conveyor.core.names import check_queue_name
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
-from conveyor.core.sizes import to_json
 from conveyor.core.states import State
+from conveyor.core.storable import Unstorable, checked_json, text_problem
 from conveyor.core.views import JobView, Page
 from conveyor.dispatch.base import Dispatcher
 from conveyor.store import Inserted, JobStore, NewJob
@@ -54,24 +54,12 @@ def utcnow() -> datetime:
 
 
 def _checked_size(job_type: str, payload: dict[str, Any]) -> int:
-    """Bytes of the payload as stored; InvalidPayload naming the fields PostgreSQL cannot
-    store. One encoding finds both: a NUL is escaped as \\u0000 and a lone surrogate does
-    not encode to UTF-8; only then is the payload walked to name the fields."""
-    text = to_json(payload)
-    suspect = "\\u0000" in text  # (also when a backslash and "u0000" were typed as text)
-    if text.isascii():
-        size = len(text)
-    else:
-        try:
-            size = len(text.encode())
-        except UnicodeEncodeError:
-            suspect = True
-            size = len(text.encode("utf-8", "surrogatepass"))
-    if suspect:
-        unstorable = unstorable_fields(payload)
-        if unstorable:
-            raise InvalidPayload(job_type, unstorable)
-    return size
+    """Bytes of the payload as stored; InvalidPayload naming each field that cannot be
+    stored (the one storability check, ``core.storable``)."""
+    try:
+        return checked_json(payload, "the payload")[1]
+    except Unstorable as exc:
+        raise InvalidPayload(job_type, exc.problems) from None
 
 
 class Client:
@@ -177,15 +165,13 @@ class Client:
             max_attempts = _positive(opts.max_attempts, "max_attempts", minimum=1)
         timeout_s = job_type.timeout_s
         if opts.timeout is not None:
-            timeout_s = parse_duration(opts.timeout, name="timeout") or None
+            timeout_s = parse_timeout(opts.timeout)
         key = opts.idempotency_key
         if key is not None and not (isinstance(key, str) and 0 < len(key) <= 255):
             raise ConveyorError("idempotency_key must be a string of 1 to 255 characters")
-        queue = opts.queue or job_type.queue
-        if not isinstance(queue, str) or not queue or len(queue) > 200:
-            raise ConveyorError("queue must be a name of 1 to 200 characters")
+        queue = check_queue_name(job_type.queue if opts.queue is None else opts.queue)
         for name, text in (("queue", queue), ("idempotency_key", key)):
-            if text is not None and unstorable_fields(text):
+            if text is not None and text_problem(text):
                 raise ConveyorError(f"{name} contains text that cannot be stored (e.g. \\u0000)")
         return NewJob(
             id=new_job_id(),

@@ -224,8 +224,6 @@ def test_twenty_concurrent_posts_with_one_key_create_exactly_one_job(api: TestCl
 def test_one_bad_request_does_not_fail_concurrent_ones(
     backend: Backend, api: TestClient, poison: dict[str, Any]
 ) -> None:
-    if backend.name == "sqlite" and "queue" in poison:
-        pytest.skip("SQLite stores a NUL in a queue name")
     barrier = threading.Barrier(40)
 
     def post(i: int) -> Any:

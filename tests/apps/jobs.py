@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from conveyor import Context, Conveyor, Permanent
 
@@ -175,3 +177,117 @@ def isolated_sleep(ctx: Context, seconds: float) -> str:
     _mark(f"pid-{ctx.job_id}", str(os.getpid()))
     time.sleep(seconds)
     return "slept"
+
+
+# -- values that cannot be stored, and handlers that never give their worker back ----------
+
+_POISON: dict[str, object] = {
+    "nul": {"v": "a\x00b"},
+    "surrogate": {"v": "a\ud800b"},
+    "nan": {"v": float("nan")},
+    "deep": [],
+    "key": {"k\x00": 1},
+    "not_json": {"v": {1, 2}},
+}
+
+
+def _deep(levels: int) -> object:
+    value: object = "bottom"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@app.job(retries=1, backoff_base="0.1s", backoff_cap="0.1s")
+async def poison_result(ctx: Context, kind: str) -> object:
+    """Returns a result PostgreSQL cannot store (or JSON cannot hold)."""
+    return _deep(300) if kind == "deep" else _POISON[kind]
+
+
+_BAD_TEXT = {"nul": "bad\x00text", "surrogate": "bad\ud800text", "long": "x" * 100_000}
+
+
+@app.job(retries=1, backoff_base="0.1s", backoff_cap="0.1s")
+def poison_error(ctx: Context, kind: str) -> None:
+    """Raises an error whose message (or class name) cannot be stored as it is."""
+    if kind == "type":
+        raise type("Bad" + "x" * 300 + "Name", (Exception,), {})("a class name too long")
+    raise ValueError(_BAD_TEXT[kind])
+
+
+@app.job(retries=0)
+async def poison_progress(ctx: Context, kind: str, catch: bool = False) -> str:
+    """Reports a progress message that cannot be stored; with ``catch``, goes on after the
+    refusal."""
+    try:
+        await ctx.progress(50, message=_BAD_TEXT[kind])
+    except ValueError as exc:
+        if not catch:
+            raise
+        return f"refused: {exc}"
+    return "reported"
+
+
+@app.job(retries=0)
+async def poison_stage(ctx: Context, kind: str) -> str:
+    await ctx.stage(_BAD_TEXT[kind])
+    return "staged"
+
+
+@app.job(retries=0, timeout="0.5s")
+def hang_sync(ctx: Context) -> None:
+    """Ignores its timeout and ctx.cancelled: its thread never returns."""
+    _mark("hang_sync", f"start {ctx.job_id}")
+    while True:
+        time.sleep(0.05)
+
+
+@app.job(retries=0, timeout="0.5s")
+async def block_loop(ctx: Context, seconds: float) -> str:
+    """Blocks the event loop (no await) for ``seconds``, past its timeout."""
+    time.sleep(seconds)
+    return "returned"
+
+
+# -- arbitrary values at the storage boundary (tests/integration/test_storable_properties.py) --
+# Imported here, not at the top: this section is appended to a file others are editing.
+
+
+def text_in(value: Any) -> str:
+    """The text a handler would show for ``value``: the value if it is a string, else its
+    first string (key or item, depth first), else ``str(value)``."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            return item
+        if isinstance(item, dict):
+            pending.extend(reversed([part for pair in item.items() for part in pair]))
+        elif isinstance(item, list):
+            pending.extend(reversed(item))
+    return str(value)
+
+
+@app.job(retries=0)
+async def value_echo(ctx: Context, value: Any = None) -> Any:
+    """Takes any value as its payload: what enqueue's storability check is tried with."""
+    return value
+
+
+@app.job(retries=0)
+async def value_result(ctx: Context, encoded: str) -> Any:
+    """Returns ``json.loads(encoded)``: a result no payload could carry (NUL, NaN, ...)."""
+    return json.loads(encoded)
+
+
+@app.job(retries=0)
+def value_error(ctx: Context, encoded: str) -> None:
+    """Raises a ValueError whose message is the text in the decoded value."""
+    raise ValueError(text_in(json.loads(encoded)))
+
+
+@app.job(retries=0)
+async def value_progress(ctx: Context, encoded: str) -> str:
+    """Reports the text in the decoded value as its progress message."""
+    await ctx.progress(50, message=text_in(json.loads(encoded)))
+    return "reported"

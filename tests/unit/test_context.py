@@ -278,3 +278,28 @@ def test_job_canceled_is_not_a_value_error() -> None:
     # handlers catching ValueError (bad progress) must not swallow cancellation
     assert not issubclass(JobCanceled, ValueError)
     assert issubclass(JobCanceled, Exception)
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        ({"message": "m\x00"}, "progress message contains the NUL character"),
+        ({"message": "m\ud800"}, "progress message contains an unpaired UTF-16 surrogate"),
+        ({"message": "x" * 5000}, "progress message is 5000 characters, over the limit of 4096"),
+        ({"stage": "s\x00"}, "stage contains the NUL character"),
+        ({"stage": "s" * 201}, "stage is 201 characters, over the limit of 200"),
+        ({"pct": float("nan")}, "progress must be a number from 0 to 100"),
+    ],
+)
+def test_unstorable_reports_raise_in_the_handler_and_change_nothing(
+    call: dict[str, object], expected: str
+) -> None:
+    marked: list[str] = []
+    ctx, state = make(on_dirty=marked.append)
+    ctx.progress(10, message="before")
+    marked.clear()
+    pct = call.pop("pct", 60)
+    with pytest.raises(ValueError, match=expected):
+        ctx.progress(pct, **call)  # type: ignore[arg-type]
+    assert (state.progress, state.stage, state.message) == (10.0, None, "before")
+    assert marked == []

@@ -9,6 +9,7 @@ import pytest
 
 from conveyor.core.errors import Permanent
 from conveyor.core.outcome import (
+    ERROR_MESSAGE_LIMIT,
     TRACEBACK_LIMIT_BYTES,
     Attempt,
     AttemptOutcome,
@@ -262,12 +263,25 @@ def test_error_info_from_unraised_exception_and_subclass_name() -> None:
     assert "Transient: nope" in info.traceback
 
 
-def test_error_info_caps_huge_tracebacks() -> None:
-    info = ErrorInfo.from_exception(ValueError("ü" * 50_000 + "tail"))
+def test_error_info_caps_huge_messages_and_tracebacks() -> None:
+    info = ErrorInfo.from_exception(ValueError("head" + "ü" * 50_000 + "tail"))
     assert info.traceback is not None
     assert len(info.traceback.encode()) <= TRACEBACK_LIMIT_BYTES
-    assert info.traceback.rstrip().endswith("tail")
-    assert len(info.message) == 50_004  # the message itself is not capped here
+    assert "ValueError: headüü" in info.traceback
+    assert info.traceback.rstrip().endswith("(truncated)")
+    assert info.message.startswith("head") and len(info.message) == ERROR_MESSAGE_LIMIT
+
+
+def test_error_info_keeps_the_frames_of_a_raised_error() -> None:
+    def handler() -> None:
+        raise ValueError("x" * 50_000)
+
+    try:
+        handler()
+    except ValueError as exc:
+        info = ErrorInfo.from_exception(exc)
+    # Each part of the traceback is cut on its own: the frames survive a huge message.
+    assert info.traceback is not None and "in handler" in info.traceback
 
 
 def test_error_info_default_traceback() -> None:

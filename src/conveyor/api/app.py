@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
@@ -14,6 +13,7 @@ from conveyor.api.auth import TokenAuth
 from conveyor.api.batcher import EnqueueBatcher
 from conveyor.api.hub import hub_for
 from conveyor.api.limits import BodyLimit
+from conveyor.api.metrics import EnqueuedCounts, SharedViews
 from conveyor.api.routes import jobs, schedules, system
 from conveyor.app import Conveyor
 from conveyor.core.settings import api_tokens
@@ -31,7 +31,8 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     )
     api.state.conveyor = conveyor
     api.state.tokens = api_tokens(settings)
-    api.state.enqueued = Counter()
+    api.state.enqueued = EnqueuedCounts()
+    api.state.views = SharedViews()
     api.state.hub = hub_for(settings)
     api.state.batcher = EnqueueBatcher(conveyor.client)
     errors.install(api)

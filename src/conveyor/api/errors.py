@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conveyor.core import errors
 from conveyor.core.schedule import InvalidSchedule
+from conveyor.core.storable import clean_text
 
 log = logging.getLogger("conveyor.api")
 
@@ -46,7 +47,21 @@ def error_response(
     status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    try:
+        return JSONResponse(body, status_code=status, headers=headers)
+    except UnicodeEncodeError:  # it quotes a lone surrogate from the request
+        return JSONResponse(_encodable(body), status_code=status, headers=headers)
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every string made UTF-8 encodable (lone surrogates escaped)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def _status_of(exc: errors.ConveyorError) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 
 from conveyor.api.hub import EventHub
-from conveyor.api.views import masked
+from conveyor.api.views import shown
 from conveyor.app import Conveyor
 from conveyor.core.views import JobView
 
@@ -27,6 +27,7 @@ def version(view: JobView) -> int:
 
 
 def _data(conveyor: Conveyor, view: JobView) -> dict[str, Any]:
+    view = shown(conveyor, view)
     data: dict[str, Any] = {
         "id": view.id,
         "state": view.state.value,
@@ -36,7 +37,7 @@ def _data(conveyor: Conveyor, view: JobView) -> dict[str, Any]:
         "attempt": view.attempt,
     }
     if view.terminal:
-        data["result"] = masked(conveyor, view.type, view.result)
+        data["result"] = view.result
         data["error"] = view.error
     return data
 

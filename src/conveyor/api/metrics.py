@@ -1,10 +1,18 @@
-"""/metrics: counters every worker adds to in the database, gauges read at scrape time."""
+"""/metrics: counters every worker adds to in the database, gauges read at scrape time.
+
+Bounded whatever the number of queues: queue gauges for at most QUEUE_LIMIT queues
+(``conveyor_queues_truncated`` says when more had jobs), per-(type, queue) counters for at
+most COUNTER_PAIRS_LIMIT pairs, the rest added up under ``queue="(other)"``
+(``conveyor_counters_folded``), and this process's enqueue counter likewise."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -16,11 +24,14 @@ from prometheus_client.core import (
 
 from conveyor.app import Conveyor
 from conveyor.core import metrics as names
-from conveyor.store.stats import StatsStore
+from conveyor.core.names import OTHER_QUEUE
+from conveyor.store import Engine
+from conveyor.store.stats import Overview, StatsStore
 from conveyor.store.workers import WorkerStore
 
-#: jobs enqueued through this API process, by (type, queue)
-Enqueued = Counter[tuple[str, str]]
+#: Most (type, queue) pairs the enqueue counter of one API process keeps apart; enqueues of
+#: later new pairs count under (type, OTHER_QUEUE).
+ENQUEUED_PAIRS_LIMIT = 200
 
 _COUNTERS = {
     "jobs_completed_total": "Jobs that completed.",
@@ -29,21 +40,77 @@ _COUNTERS = {
     "jobs_canceled_total": "Running jobs that were canceled.",
 }
 
+T = TypeVar("T")
+
+
+class EnqueuedCounts:
+    """Jobs enqueued through this API process by (type, queue), at most ``max_pairs`` pairs:
+    a pair first seen once the limit is reached counts under (type, OTHER_QUEUE)."""
+
+    def __init__(self, max_pairs: int | None = None) -> None:
+        self.max_pairs = ENQUEUED_PAIRS_LIMIT if max_pairs is None else max_pairs
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()  # POST /jobs/batch counts from a pool thread
+
+    def add(self, job_type: str, queue: str, n: int = 1) -> None:
+        key = (job_type, queue)
+        with self._lock:
+            if key not in self._counts and len(self._counts) >= self.max_pairs:
+                key = (job_type, OTHER_QUEUE)
+            self._counts[key] += n
+
+    def items(self) -> list[tuple[tuple[str, str], int]]:
+        with self._lock:
+            return sorted(self._counts.items())
+
+
+class SharedViews:
+    """Operational views (/metrics, /queues) render one at a time per API process, and
+    requests for a view already rendering wait for that render and share its result: any
+    number of concurrent scrapes holds at most one pooled connection."""
+
+    def __init__(self) -> None:
+        self._one_at_a_time = threading.Lock()
+        self._guard = threading.Lock()
+        self._flights: dict[str, Future[Any]] = {}
+
+    def get(self, key: str, render: Callable[[], T]) -> T:
+        """``render()``, or the result of the render of ``key`` already under way."""
+        with self._guard:
+            flight = self._flights.get(key)
+            owner = flight is None
+            if flight is None:
+                flight = self._flights[key] = Future()
+        if owner:
+            self._fly(key, flight, render)
+        result: T = flight.result()
+        return result
+
+    def _fly(self, key: str, flight: Future[Any], render: Callable[[], Any]) -> None:
+        try:
+            with self._one_at_a_time:
+                flight.set_result(render())
+        except BaseException as exc:  # every waiter gets it (e.g. DatabaseUnavailable)
+            flight.set_exception(exc)
+        finally:
+            with self._guard:
+                del self._flights[key]
+
 
 class _Collector:
-    def __init__(self, enqueued: Enqueued, conveyor: Conveyor) -> None:
+    def __init__(self, enqueued: EnqueuedCounts, conveyor: Conveyor) -> None:
         self.enqueued = enqueued
         self.conveyor = conveyor
 
     def collect(self) -> Iterator[Metric]:
         engine = self.conveyor.client.jobs.engine
-        stats = StatsStore(engine)
-        rows = stats.counters()
+        counted = StatsStore(engine).counters()
+        rows = counted.rows
         enq = CounterMetricFamily(
             "conveyor_jobs_enqueued", "Jobs enqueued through this API process.",
             labels=["type", "queue"],
         )  # fmt: skip
-        for (job_type, queue), n in sorted(self.enqueued.items()):
+        for (job_type, queue), n in self.enqueued.items():
             enq.add_metric([job_type, queue], n)
         yield enq
         for metric, help_text in _COUNTERS.items():
@@ -61,29 +128,50 @@ class _Collector:
         fenced_family.add_metric([], fenced)
         yield fenced_family
         yield from _histograms(rows)
+        yield _flag(
+            "conveyor_counters_folded",
+            f"1 when counters of (type, queue) pairs beyond the first by name are added up "
+            f'under queue="{OTHER_QUEUE}".',
+            counted.folded,
+        )
         yield from self._gauges(engine)
 
-    def _gauges(self, engine) -> Iterator[Metric]:  # type: ignore[no-untyped-def]
+    def _gauges(self, engine: Engine) -> Iterator[Metric]:
         now = datetime.now(UTC)
         overview = StatsStore(engine).queue_overview(now)
-        depth = GaugeMetricFamily(
-            "conveyor_queue_depth", "Jobs by queue and active state.", labels=["queue", "state"]
-        )
-        oldest = GaugeMetricFamily(
-            "conveyor_queue_oldest_queued_age_seconds",
-            "Age of the oldest queued job.",
-            labels=["queue"],
-        )
-        for queue, data in overview.items():
-            for state, n in data["counts"].items():
-                depth.add_metric([queue, state], n)
-            oldest.add_metric([queue], data["oldest_queued_age_seconds"] or 0.0)
-        yield depth
-        yield oldest
+        yield from _queue_gauges(overview)
         since = now - timedelta(seconds=3 * self.conveyor.settings.heartbeat_seconds)
         alive = GaugeMetricFamily("conveyor_workers_alive", "Workers with a recent heartbeat.")
         alive.add_metric([], len(WorkerStore(engine).alive(since)))
         yield alive
+
+
+def _queue_gauges(overview: Overview) -> Iterator[Metric]:
+    depth = GaugeMetricFamily(
+        "conveyor_queue_depth", "Jobs by queue and active state.", labels=["queue", "state"]
+    )
+    oldest = GaugeMetricFamily(
+        "conveyor_queue_oldest_queued_age_seconds",
+        "Age of the oldest queued job.",
+        labels=["queue"],
+    )
+    for queue, data in overview.queues.items():
+        for state, n in data["counts"].items():
+            depth.add_metric([queue, state], n)
+        oldest.add_metric([queue], data["oldest_queued_age_seconds"] or 0.0)
+    yield depth
+    yield oldest
+    yield _flag(
+        "conveyor_queues_truncated",
+        "1 when more queues had jobs than the queue gauges show (the busiest are shown).",
+        overview.truncated,
+    )
+
+
+def _flag(name: str, help_text: str, value: bool) -> Metric:
+    gauge = GaugeMetricFamily(name, help_text)
+    gauge.add_metric([], 1.0 if value else 0.0)
+    return gauge
 
 
 def _histograms(rows: list[dict[str, object]]) -> Iterator[Metric]:
@@ -109,7 +197,7 @@ def _histograms(rows: list[dict[str, object]]) -> Iterator[Metric]:
         yield family
 
 
-def render_metrics(enqueued: Enqueued, conveyor: Conveyor) -> tuple[bytes, str]:
+def render_metrics(enqueued: EnqueuedCounts, conveyor: Conveyor) -> tuple[bytes, str]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(enqueued, conveyor))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from conveyor.core.states import State
 from conveyor.core.views import AttemptView, JobView
@@ -24,7 +24,11 @@ class JobCreate(BaseModel):
     )
     run_at: datetime | None = Field(None, description="Run at this time (with a time zone).")
     max_attempts: int | None = Field(None, ge=1, le=1000, strict=True)
-    timeout: float | str | None = Field(None, description="Seconds, or a duration like '15m'.")
+    timeout: float | str | None = Field(
+        None,
+        description="Seconds, or a duration like '15m': more than 0, at most 7 days. "
+        "Null: the job type's timeout.",
+    )
     idempotency_key: str | None = Field(None, min_length=1, max_length=255)
 
 
@@ -172,6 +176,16 @@ class WorkerPublic(BaseModel):
     in_flight: int
     started_at: datetime
     heartbeat_at: datetime
+    problem: str | None = Field(
+        None,
+        description="Why the worker cannot make full progress (stuck threads, a blocked "
+        "event loop); null while it is healthy.",
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def healthy(self) -> bool:
+        return self.problem is None
 
 
 class Check(BaseModel):

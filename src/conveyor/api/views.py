@@ -8,7 +8,7 @@ from fastapi import Request
 
 from conveyor.api.schemas import JobAccepted, JobPublic, Links
 from conveyor.app import Conveyor
-from conveyor.core.payloads import mask_secrets
+from conveyor.core.payloads import mask_secrets, masked_view
 from conveyor.core.states import State
 from conveyor.core.views import JobView
 
@@ -29,17 +29,24 @@ def secret_fields(conveyor: Conveyor, job_type: str) -> frozenset[str]:
 
 
 def masked(conveyor: Conveyor, job_type: str, value: Any) -> Any:
+    """A payload (a schedule's, say) with its job type's secret fields masked."""
     return mask_secrets(value, secret_fields(conveyor, job_type))
+
+
+def shown(conveyor: Conveyor, view: JobView) -> JobView:
+    """The job as it may be served: its secrets masked by name and by value."""
+    return masked_view(view, secret_fields(conveyor, view.type))
 
 
 def job_public(
     request: Request, conveyor: Conveyor, view: JobView, *, with_attempts: bool = True
 ) -> JobPublic:
+    view = shown(conveyor, view)
     return JobPublic.of(
         view,
         links(request, view.id),
-        payload=masked(conveyor, view.type, view.payload),
-        result=masked(conveyor, view.type, view.result),
+        payload=view.payload,
+        result=view.result,
         with_attempts=with_attempts,
     )
 

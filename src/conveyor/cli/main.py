@@ -20,6 +20,8 @@ from rich.table import Table
 
 from conveyor.app import Conveyor
 from conveyor.core.errors import ConveyorError
+from conveyor.core.ids import is_job_id
+from conveyor.core.payloads import masked_view
 from conveyor.core.settings import Settings, load_settings, parse_queues
 from conveyor.core.views import JobView
 from conveyor.loading import load_app
@@ -80,11 +82,13 @@ def worker(
 ) -> None:
     """Run jobs."""
     from conveyor.worker.loop import Worker, default_queues, prepare_to_fork, run_event_loop
+    from conveyor.worker.supervisor import exit_for_restart, exit_now, reexec
 
     app = load_app(app_spec)
     weights = parse_queues(queues) if queues else default_queues(app)
 
-    def serve(migrate: bool = True) -> None:
+    def serve(migrate: bool = True, supervised: bool = False) -> None:
+        replace = exit_for_restart if supervised else reexec
         w = Worker(
             app,
             queues=weights,
@@ -93,6 +97,7 @@ def worker(
             grace_s=grace,
             migrate=migrate,
             with_scheduler=with_scheduler,
+            on_wedged=replace,
         )
 
         async def main() -> None:
@@ -102,6 +107,10 @@ def worker(
             await w.run()
 
         run_event_loop(main())
+        if w.replace_reason:  # it could not make progress: a fresh process takes over
+            replace(w.replace_reason)
+        if w.health.stuck():
+            exit_now()
 
     if processes == 1:
         serve()
@@ -109,7 +118,7 @@ def worker(
     from conveyor.worker.supervisor import Supervisor
 
     prepare_to_fork(app)
-    sys.exit(Supervisor(lambda: serve(migrate=False), processes).run())
+    sys.exit(Supervisor(lambda: serve(migrate=False, supervised=True), processes).run())
 
 
 @cli.command()
@@ -145,7 +154,7 @@ def enqueue(
         click.echo(handle.id)
         return
     view = _follow(app, handle.id, timeout)
-    _print_view(view)
+    _print_view(_shown(app, view))
     sys.exit(0 if view.state.value == "completed" else 1)
 
 
@@ -161,7 +170,7 @@ def _follow(app: Conveyor, job_id: str, timeout: float | None) -> JobView:
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(job_id, total=100, state="queued", detail="")
         while True:
-            view = app.client.jobs.get(job_id, with_attempts=False)
+            view = _shown(app, app.client.jobs.get(job_id, with_attempts=False))
             detail = " · ".join(x for x in (view.stage, view.message) if x)
             bar.update(task, completed=view.progress or 0, state=view.state.value, detail=detail)
             if view.terminal:
@@ -169,6 +178,12 @@ def _follow(app: Conveyor, job_id: str, timeout: float | None) -> JobView:
             if deadline is not None and time.monotonic() > deadline:
                 raise ConveyorError(f"job {job_id} is still {view.state.value} after {timeout} s")
             time.sleep(0.2)
+
+
+def _shown(app: Conveyor, view: JobView) -> JobView:
+    """The job as it may be printed: its secrets masked by name and by value."""
+    declared = app.registry.get(view.type).secret_fields if view.type in app.registry else ()
+    return masked_view(view, declared)
 
 
 def _print_view(view: JobView) -> None:
@@ -199,7 +214,8 @@ def _print_view(view: JobView) -> None:
 @friendly_errors
 def status(job_id: str, app_spec: str | None, as_json: bool) -> None:
     """Show a job: state, progress, result or error, attempts."""
-    view = _app(app_spec).get(job_id)
+    app = _app(app_spec)
+    view = _shown(app, app.get(job_id))
     if as_json:
         click.echo(json.dumps(view.as_dict(), default=str, indent=2))
     else:
@@ -251,6 +267,8 @@ def jobs(
         raise click.BadParameter(
             f"{state!r}; one of {', '.join(s.value for s in State)}", param_hint="--state"
         )
+    if cursor is not None and not is_job_id(cursor):
+        raise click.BadParameter("use the id printed after 'next page:'", param_hint="--cursor")
     page = _app(app_spec).list(state=state, type=job_type, queue=queue, limit=limit, cursor=cursor)
     table = Table("id", "type", "queue", "state", "progress", "created")
     for v in page.items:

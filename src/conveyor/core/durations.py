@@ -12,6 +12,9 @@ Duration = int | float | str | timedelta
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
+#: The longest timeout a job type or an enqueue may set: 7 days.
+MAX_TIMEOUT_S = 7 * 86400.0
+
 
 def parse_duration(value: Duration, *, name: str = "duration") -> float:
     """Seconds in ``value``; raises InvalidDuration naming ``name`` when it is not a duration."""
@@ -30,6 +33,17 @@ def parse_duration(value: Duration, *, name: str = "duration") -> float:
         raise InvalidDuration(f"{name}: {value!r} is not a duration")
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise InvalidDuration(f"{name}: {value!r} must be a finite, non-negative duration")
+    return seconds
+
+
+def parse_timeout(value: Duration, *, name: str = "timeout") -> float:
+    """Seconds in a timeout: a positive duration of at most MAX_TIMEOUT_S (no timeout is None,
+    never 0); raises InvalidDuration naming ``name`` otherwise."""
+    seconds = parse_duration(value, name=name)
+    if not 0 < seconds <= MAX_TIMEOUT_S:
+        raise InvalidDuration(
+            f"{name}: {value!r} must be more than 0 and at most {MAX_TIMEOUT_S:.0f} s (7 days)"
+        )
     return seconds
 
 

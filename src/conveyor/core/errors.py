@@ -106,6 +106,12 @@ class DatabaseUnavailable(ConveyorError):
     code = "database_unavailable"
 
 
+class WriteRejected(ConveyorError):
+    """The database refused the values of a write (a connection problem is not this)."""
+
+    code = "write_rejected"
+
+
 class ScheduleNotFound(ConveyorError):
     """No schedule has this name."""
 

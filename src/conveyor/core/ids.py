@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
 
+_HEX = "[0-9a-fA-F]"
+_CANONICAL = re.compile(f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}")
 _lock = threading.Lock()
 _last_ms = 0
 _seq = 0
@@ -49,9 +52,10 @@ def id_floor(unix_ms: int) -> str:
     return str(uuid.UUID(int=(ms << 80) | (0x7 << 76) | (0b10 << 62)))
 
 
-def is_job_id(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except (ValueError, AttributeError, TypeError):
-        return False
-    return True
+def is_job_id(text: object) -> bool:
+    """Whether ``text`` is an id in the canonical 8-4-4-4-12 hex form, in either case.
+
+    ``uuid.UUID`` also reads ``urn:uuid:``, braces and undashed hex, which PostgreSQL and
+    SQLite read differently or not at all: those spellings are not ids here.
+    """
+    return isinstance(text, str) and _CANONICAL.fullmatch(text) is not None

@@ -12,8 +12,13 @@ from typing import Any
 from conveyor.core.errors import Permanent
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.states import State
+from conveyor.core.storable import Unstorable, checked_json, clean_text
 
 TRACEBACK_LIMIT_BYTES = 16 * 1024
+#: Characters kept of an error's type name (the column's width) and of its message.
+ERROR_TYPE_LIMIT = 200
+ERROR_MESSAGE_LIMIT = 8 * 1024
+TRACEBACK_PART_LIMIT = 2 * 1024  # characters of each frame or exception line
 
 
 class AttemptOutcome(StrEnum):
@@ -30,17 +35,35 @@ class AttemptOutcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
+    """An attempt's error as stored: its text is always storable (``clean_text``), since the
+    attempt has failed already and its error must be recorded whatever the handler raised."""
+
     type: str
     message: str
     traceback: str | None = None
 
+    def __post_init__(self) -> None:
+        # Made only when an attempt fails: the cleaning is off the common path.
+        object.__setattr__(self, "type", clean_text(str(self.type), ERROR_TYPE_LIMIT))
+        object.__setattr__(self, "message", clean_text(str(self.message), ERROR_MESSAGE_LIMIT))
+        if self.traceback is not None:
+            object.__setattr__(self, "traceback", cap_traceback(clean_text(self.traceback)))
+
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        text = "".join(tb.format_exception(exc))
-        return cls(type(exc).__name__, str(exc), cap_traceback(text))
+        # Each part cut on its own: a huge message must not push the frames out of the cap.
+        parts = (clean_text(part, TRACEBACK_PART_LIMIT) for part in tb.format_exception(exc))
+        return cls(type(exc).__name__, _message(exc), "".join(parts))
 
     def as_dict(self) -> dict[str, Any]:
         return {"type": self.type, "message": self.message, "traceback": self.traceback}
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as broken:  # an exception whose __str__ raises must still be recorded
+        return f"(the exception's message could not be read: {type(broken).__name__})"
 
 
 def cap_traceback(text: str, limit: int = TRACEBACK_LIMIT_BYTES) -> str:
@@ -108,3 +131,26 @@ def _retryable(attempt: Attempt, policy: RetryPolicy) -> bool:
     if isinstance(exc, Permanent):
         return False
     return policy.retries(exc)
+
+
+def checked_result(result: Any, limit: int) -> Attempt:
+    """A completed attempt, or one failed for good when its result cannot be stored (the one
+    storability check, then the size limit)."""
+    if result is None:
+        return Attempt(AttemptOutcome.COMPLETED, result=None)
+    try:
+        size = checked_json(result, "the result")[1]
+    except Unstorable as exc:
+        return _refused("UnstorableResult", exc.message)
+    if size > limit:
+        return _refused(
+            "PayloadTooLarge", f"the result is {size} bytes, over the limit of {limit} bytes"
+        )
+    return Attempt(AttemptOutcome.COMPLETED, result=result)
+
+
+def _refused(kind: str, message: str) -> Attempt:
+    """Failed for good, without a traceback: the handler returned; nothing raised."""
+    return Attempt(
+        AttemptOutcome.ERROR, error=ErrorInfo(kind, message), exception=Permanent(message)
+    )

@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from conveyor.core.errors import InvalidPayload
+from conveyor.core.names import check_queue_name
 from conveyor.core.registry import Registry
 from conveyor.core.schedule import CatchUp, InvalidSchedule, Overlap, Spec, parse_spec
+from conveyor.core.storable import Unstorable, checked_json, text_problem
 
 NAME_MAX = 200
 
@@ -54,9 +57,16 @@ def define(
     """A schedule, or a clear error naming what is wrong with it (nothing half-defined)."""
     if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
         raise InvalidSchedule(f"a schedule needs a name of 1 to {NAME_MAX} characters")
+    _check_text("name", name)
+    if queue is not None:
+        check_queue_name(queue)  # InvalidQueueName names it
     spec = parse_spec(cron=cron, every=every, tz=tz)
     kind = registry.get(job_type)  # UnknownJobType names the known ones
     checked = kind.validate(payload or {})  # InvalidPayload names each bad field
+    try:
+        checked_json(checked, "the payload")  # what PostgreSQL could not store
+    except Unstorable as exc:
+        raise InvalidPayload(kind.name, exc.problems) from None
     return ScheduleDef(
         name=name,
         job_type=kind.name,
@@ -66,6 +76,12 @@ def define(
         overlap=_choice(Overlap, overlap, "overlap"),
         catch_up=_choice(CatchUp, catch_up, "catch_up"),
     )
+
+
+def _check_text(what: str, text: str) -> None:
+    reason = text_problem(text)
+    if reason:
+        raise InvalidSchedule(f"the schedule's {what} {reason}")
 
 
 def _choice(enum: Any, value: str, what: str) -> Any:

@@ -12,6 +12,7 @@ import pydantic
 
 from conveyor.core.errors import ConfigurationError, InvalidPayload, UnknownJobType
 from conveyor.core.retry import RetryPolicy
+from conveyor.core.storable import problems
 
 Handler = Callable[..., Any]
 
@@ -43,7 +44,14 @@ class JobType:
 
     def validate(self, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         """The payload normalised to JSON types; raises InvalidPayload naming each bad field."""
-        return self.parse(payload).model_dump(mode="json", by_alias=True)
+        model = self.parse(payload)
+        try:
+            return model.model_dump(mode="json", by_alias=True)
+        except ValueError:  # nested deeper than pydantic goes (255 levels), a surrogate key
+            found = [p for p in problems(dict(payload or {})) if p["type"] != "not_json"]
+            if not found:
+                raise
+            raise InvalidPayload(self.name, found) from None
 
     def parse(self, payload: Mapping[str, Any] | None) -> pydantic.BaseModel:
         if payload is None:
@@ -108,7 +116,11 @@ def payload_model_for(name: str, handler: Handler) -> tuple[type[pydantic.BaseMo
         else:
             fields[param.name] = (annotation, default)
     model_name = "".join(part.title() for part in name.replace(".", "_").split("_")) + "Payload"
-    config = pydantic.ConfigDict(extra="forbid", populate_by_name=False)
+    # NaN and Infinity are not JSON: refused in typed fields, and kept (not turned into null)
+    # in untyped ones so that the storability check names them.
+    config = pydantic.ConfigDict(
+        extra="forbid", populate_by_name=False, allow_inf_nan=False, ser_json_inf_nan="constants"
+    )
     try:
         model = pydantic.create_model(model_name, __config__=config, **fields)
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:

@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.core.errors import ConfigurationError
+from conveyor.core.names import InvalidQueueName, check_queue_name
 
 
 class Settings(BaseSettings):
@@ -124,6 +125,10 @@ def parse_queues(spec: str) -> dict[str, int]:
         name = name.strip()
         if not name:
             raise ConfigurationError(f"queue spec {spec!r}: empty queue name")
+        try:
+            check_queue_name(name)
+        except InvalidQueueName as exc:
+            raise ConfigurationError(f"queue spec {spec!r}: {exc.message}") from None
         try:
             weight = int(weight_text) if weight_text else 1
         except ValueError:

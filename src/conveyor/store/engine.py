@@ -52,6 +52,7 @@ def make_engine(url: str, *, pool_size: int = 5, idle_in_transaction_s: float = 
         max_overflow=pool_size,
         pool_timeout=5,
         connect_args=connect_args,
+        hide_parameters=True,  # errors and logs never show payloads, results or secrets
     )
     _ping_when_idle(engine)
     return engine
@@ -89,7 +90,9 @@ def _ping_when_idle(engine: Engine) -> None:
 def _sqlite_engine(url: str) -> Engine:
     # A fresh connection per checkout keeps SQLite files free of cross-thread surprises;
     # opening one costs microseconds.
-    engine = create_engine(url, poolclass=NullPool, connect_args={"check_same_thread": False})
+    engine = create_engine(
+        url, poolclass=NullPool, connect_args={"check_same_thread": False}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,10 +14,11 @@ from conveyor.core.errors import (
     IllegalTransition,
     JobNotFound,
 )
-from conveyor.core.ids import id_floor
+from conveyor.core.ids import id_floor, is_job_id
 from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.sizes import to_json
 from conveyor.core.states import RETRYABLE, State, check_transition
+from conveyor.core.storable import text_problem
 from conveyor.core.views import AttemptView, JobView, Page
 from conveyor.store.errors import translate_errors
 from conveyor.store.records import Inserted, NewJob
@@ -95,8 +95,7 @@ class JobStore:
 
     @translate_errors
     def get(self, job_id: str, *, with_attempts: bool = True) -> JobView:
-        if not _valid_uuid(job_id):
-            raise JobNotFound(job_id)
+        job_id = _known_id(job_id)
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
             if row is None:
@@ -129,6 +128,8 @@ class JobStore:
     ) -> Page:
         """Newest first, by keyset on the time-ordered id: no scan, no count."""
         limit = max(1, min(limit, MAX_PAGE))
+        if any(isinstance(t, str) and text_problem(t) for t in (type, queue)):
+            return Page([], None)  # no job has such a name, and PostgreSQL cannot compare it
         query: Select[Any] = select(jobs).order_by(jobs.c.id.desc()).limit(limit + 1)
         if state is not None:
             query = query.where(jobs.c.state == State(state).value)
@@ -145,9 +146,9 @@ class JobStore:
             ceiling = id_floor(int(created_before.timestamp() * 1000) + ID_SLACK_MS)
             query = query.where(jobs.c.created_at < created_before, jobs.c.id < ceiling)
         if cursor is not None:
-            if not _valid_uuid(cursor):
+            if not is_job_id(cursor):
                 raise ValueError(f"invalid cursor {cursor!r}")
-            query = query.where(jobs.c.id < cursor)
+            query = query.where(jobs.c.id < cursor.lower())
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         items = [job_view(row, []) for row in rows[:limit]]
@@ -167,6 +168,7 @@ class JobStore:
 
     def cancel_in(self, conn: Connection, job_id: str, now: datetime) -> tuple[JobView, bool]:
         """cancel() inside the caller's transaction."""
+        job_id = _known_id(job_id)
         row = self._lock(conn, job_id)
         state = State(row.state)
         if state is State.CANCELED:
@@ -188,6 +190,7 @@ class JobStore:
     @translate_errors
     def retry(self, job_id: str, now: datetime) -> JobView:
         """Put a failed or canceled job back to queued with a fresh attempt budget."""
+        job_id = _known_id(job_id)
         with self.engine.begin() as conn:
             row = self._lock(conn, job_id)
             state = State(row.state)
@@ -214,8 +217,6 @@ class JobStore:
         return job_view(changed, [])
 
     def _lock(self, conn: Connection, job_id: str) -> Row[Any]:
-        if not _valid_uuid(job_id):
-            raise JobNotFound(job_id)
         query = select(jobs).where(jobs.c.id == job_id)
         if self.dialect == "postgresql":
             query = query.with_for_update()
@@ -225,12 +226,11 @@ class JobStore:
         return row
 
 
-def _valid_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(str(text))
-    except ValueError:
-        return False
-    return True
+def _known_id(job_id: str) -> str:
+    """``job_id`` as stored (lower case); JobNotFound unless it is a canonical id."""
+    if not is_job_id(job_id):
+        raise JobNotFound(job_id)
+    return job_id.lower()
 
 
 # One statement for any number of rows: the rows travel as one JSON document, so the server

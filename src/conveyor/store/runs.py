@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.sizes import to_json
 from conveyor.core.states import WAITING, State
+from conveyor.store.errors import rejections
 from conveyor.store.records import ClaimedJob, ExpiredRun, Finish, ProgressUpdate
 from conveyor.store.tables import attempts, jobs
 
@@ -214,6 +215,7 @@ class RunStore:
             if r.cancel_requested or r.state != _RUNNING or r.attempt != wanted[str(r.id)]
         ]
 
+    @rejections
     def save_progress(self, updates: Sequence[ProgressUpdate], now: datetime) -> int:
         if not updates:
             return 0
@@ -248,6 +250,7 @@ class RunStore:
 
     # -- finish -----------------------------------------------------------------------------
 
+    @rejections
     def finish(self, finishes: Sequence[Finish]) -> int:
         """Apply ended attempts in one transaction; returns how many passed the fence.
 

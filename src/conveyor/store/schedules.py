@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.errors import ScheduleConflict, ScheduleNotFound
 from conveyor.core.states import ACTIVE, State
+from conveyor.core.storable import text_problem
 from conveyor.store.clock import db_now
 from conveyor.store.errors import translate_errors
 from conveyor.store.jobs import JobStore
@@ -139,6 +140,8 @@ class ScheduleStore:
     @translate_errors
     def fires(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
         """The latest fires, newest first, with the state of the job each one enqueued."""
+        if text_problem(name):
+            return []
         query = (
             select(
                 schedule_fires.c.tick_at,
@@ -274,6 +277,8 @@ class ScheduleStore:
         return str(value) if value is not None else None
 
     def _row(self, conn: Connection, name: str, lock: bool = False) -> dict[str, Any]:
+        if text_problem(name):  # no schedule has such a name, and PostgreSQL cannot compare it
+            raise ScheduleNotFound(name)
         query = select(schedules).where(schedules.c.name == name)
         if lock and self.dialect == "postgresql":
             query = query.with_for_update()

@@ -158,6 +158,7 @@ workers = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("stopped_at", UTCDateTime, nullable=True),
+    Column("problem", Text, nullable=True),  # why it cannot make progress; NULL: healthy
     Index("conveyor_workers_heartbeat", "heartbeat_at"),
 )
 

@@ -41,20 +41,23 @@ class WorkerStore:
                 )
             )
 
-    def beat(self, worker_id: str, in_flight: int, now: datetime) -> None:
+    def beat(
+        self, worker_id: str, in_flight: int, now: datetime, problem: str | None = None
+    ) -> None:
+        """``problem``: why the worker cannot make full progress (None: healthy)."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(workers)
                 .where(workers.c.id == worker_id)
-                .values(heartbeat_at=now, in_flight=in_flight)
+                .values(heartbeat_at=now, in_flight=in_flight, problem=problem)
             )
 
-    def stop(self, worker_id: str, now: datetime) -> None:
+    def stop(self, worker_id: str, now: datetime, problem: str | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 update(workers)
                 .where(workers.c.id == worker_id)
-                .values(stopped_at=now, in_flight=0, heartbeat_at=now)
+                .values(stopped_at=now, in_flight=0, heartbeat_at=now, problem=problem)
             )
 
     @translate_errors

@@ -7,8 +7,13 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from conveyor.core.errors import JobCanceled
+from conveyor.core.storable import text_problem
 
 log = logging.getLogger("conveyor.job")
+
+#: The longest progress message and stage name a handler may report (characters).
+MESSAGE_LIMIT = 4096
+STAGE_LIMIT = 200
 
 
 class _Done:
@@ -59,6 +64,8 @@ class Context:
         # A plain flag: set once by the worker, read by the handler (also from a thread).
         self._cancelled = False
         self.cancel_reason: str | None = None
+        # True while a worker thread runs this (sync) handler, set by that thread.
+        self.in_thread = False
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
 
     @property
@@ -92,14 +99,18 @@ class Context:
         """Report progress (0-100, never going back within an attempt), stage and message."""
         self.check()
         state = self._progress
+        if pct is not None and (
+            isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100
+        ):
+            raise ValueError(f"progress must be a number from 0 to 100, got {pct!r}")
+        if message is not None:  # checked before anything changes: a bad call changes nothing
+            message = _storable("progress message", str(message), MESSAGE_LIMIT)
         if stage is not None:
             self._set_stage(stage)
         if pct is not None:
-            if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
-                raise ValueError(f"progress must be a number from 0 to 100, got {pct!r}")
             state.progress = max(float(pct), state.progress or 0.0)
         if message is not None:
-            state.message = str(message)
+            state.message = message
         self._mark()
         return _DONE
 
@@ -109,6 +120,7 @@ class Context:
 
     def _set_stage(self, name: str) -> None:
         state = self._progress
+        name = _storable("stage", name, STAGE_LIMIT)
         if self.stages:
             if name not in self.stages:
                 raise ValueError(
@@ -123,3 +135,16 @@ class Context:
         self._progress.dirty = True
         if self._on_dirty is not None:
             self._on_dirty(self.job_id)
+
+
+def _storable(what: str, text: str, limit: int) -> str:
+    """``text`` if it can be stored; ValueError naming the problem (raised in the handler,
+    at the call, instead of failing the worker's write later)."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be a string, got {type(text).__name__}")
+    reason = text_problem(text)
+    if reason is not None:
+        raise ValueError(f"{what} {reason}")
+    if len(text) > limit:
+        raise ValueError(f"{what} is {len(text)} characters, over the limit of {limit}")
+    return text

@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
 from concurrent.futures import Executor
 from typing import Any
 
 from conveyor.core.errors import InvalidPayload, JobCanceled, Permanent
-from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo
+from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, checked_result
 from conveyor.core.registry import JobType
-from conveyor.core.sizes import json_size
 from conveyor.worker.context import Context
 from conveyor.worker.isolated import run_isolated
+
+log = logging.getLogger("conveyor.worker")
+
+#: How far past its deadline an async handler may return and still count as on time: a busy
+#: event loop runs the timeout's callback a little late, a blocked one seconds late.
+LATE_TOLERANCE_S = 0.25
 
 #: Why a running attempt was stopped from outside, as set on its Context.
 CANCEL, SHUTDOWN, LOST, TIMEOUT = "cancel", "shutdown", "lost", "timeout"
@@ -46,18 +52,18 @@ async def execute(
     deadline: asyncio.Timeout | None = None
     try:
         if timeout_s is None:  # no deadline to keep: skip the timeout machinery
-            result = await _call(job_type, args, kwargs, threads)
+            result = await _call(job_type, args, kwargs, threads, ctx)
         else:
             async with asyncio.timeout(timeout_s) as deadline:
-                result = await _call(job_type, args, kwargs, threads)
+                result = await _call(job_type, args, kwargs, threads, ctx)
+            if job_type.is_async and _late(deadline):
+                # An async handler that blocked the event loop past its deadline returned
+                # before the timeout could fire: it exceeded its timeout all the same.
+                return _timed_out(ctx, timeout_s, blocked=True)
     except TimeoutError as exc:
-        if deadline is None or not deadline.expired():
+        if timeout_s is None or deadline is None or not deadline.expired():
             return _error(exc)
-        ctx._cancel(TIMEOUT)  # a sync handler's thread sees ctx.cancelled from now on
-        return Attempt(
-            AttemptOutcome.TIMEOUT,
-            error=ErrorInfo("Timeout", f"the attempt exceeded its timeout of {timeout_s:g} s"),
-        )
+        return _timed_out(ctx, timeout_s, blocked=False)
     except (asyncio.CancelledError, JobCanceled):
         stopped = _stopped(ctx)
         if stopped is None:
@@ -65,17 +71,46 @@ async def execute(
         return stopped
     except Exception as exc:
         return _error(exc)
-    return _checked_result(result, max_result_bytes)
+    return checked_result(result, max_result_bytes)
 
 
 async def _call(
-    job_type: JobType, args: tuple[Any, ...], kwargs: dict[str, Any], threads: Executor
+    job_type: JobType,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    threads: Executor,
+    ctx: Context,
 ) -> Any:
     if job_type.is_async:
         return await job_type.handler(*args, **kwargs)
     call = functools.partial(job_type.handler, *args, **kwargs)
     context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(threads, context.run, call)
+    return await asyncio.get_running_loop().run_in_executor(threads, _in_thread, context, call, ctx)
+
+
+def _in_thread(context: contextvars.Context, call: Any, ctx: Context) -> Any:
+    """Run a sync handler, marking its ctx while the thread is busy with it: a thread that
+    outlives its attempt (timed out, canceled) still holds one of the worker's threads."""
+    ctx.in_thread = True
+    try:
+        return context.run(call)
+    finally:
+        ctx.in_thread = False
+
+
+def _late(deadline: asyncio.Timeout) -> bool:
+    """Past the deadline by more than a busy loop's lag: the handler held the loop itself."""
+    when = deadline.when()
+    return when is not None and asyncio.get_running_loop().time() > when + LATE_TOLERANCE_S
+
+
+def _timed_out(ctx: Context, timeout_s: float, *, blocked: bool) -> Attempt:
+    ctx._cancel(TIMEOUT)  # a sync handler's thread sees ctx.cancelled from now on
+    message = f"the attempt exceeded its timeout of {timeout_s:g} s"
+    if blocked:
+        message += " (an async handler blocked the event loop: the worker could not stop it)"
+        log.warning("job %s (%s) blocked the event loop past its timeout", ctx.job_id, ctx.job_type)
+    return Attempt(AttemptOutcome.TIMEOUT, error=ErrorInfo("Timeout", message))
 
 
 def _stopped(ctx: Context) -> Attempt | None:
@@ -99,15 +134,3 @@ def _stopped(ctx: Context) -> Attempt | None:
 
 def _error(exc: BaseException) -> Attempt:
     return Attempt(AttemptOutcome.ERROR, error=ErrorInfo.from_exception(exc), exception=exc)
-
-
-def _checked_result(result: Any, limit: int) -> Attempt:
-    if result is None:
-        return Attempt(AttemptOutcome.COMPLETED, result=None)
-    try:
-        size = json_size(result)
-    except (TypeError, ValueError) as exc:
-        return _error(Permanent(f"the result is not JSON-serialisable: {exc}"))
-    if size > limit:
-        return _error(Permanent(f"the result is {size} bytes, over the limit of {limit} bytes"))
-    return Attempt(AttemptOutcome.COMPLETED, result=result)

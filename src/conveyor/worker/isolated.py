@@ -10,9 +10,8 @@ import sys
 from typing import Any
 
 from conveyor.core.errors import Permanent
-from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo
+from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, checked_result
 from conveyor.core.registry import JobType
-from conveyor.core.sizes import json_size
 from conveyor.worker.context import Context
 from conveyor.worker.supervisor import die_with_parent
 
@@ -106,16 +105,7 @@ def _attempt(answer: dict[str, Any] | None, code: int | None, limit: int) -> Att
         # Not retryable (Permanent, dont_retry_on…): decide() fails the job at once.
         exception = None if answer.get("retryable") else Permanent(error.message)
         return Attempt(AttemptOutcome.ERROR, error=error, exception=exception)
-    result = answer.get("result")
-    size = json_size(result)
-    if size > limit:
-        message = f"the result is {size} bytes, over the limit of {limit} bytes"
-        return Attempt(
-            AttemptOutcome.ERROR,
-            error=ErrorInfo("PayloadTooLarge", message),
-            exception=Permanent(message),
-        )
-    return Attempt(AttemptOutcome.COMPLETED, result=result)
+    return checked_result(answer.get("result"), limit)
 
 
 def _describe(code: int | None) -> str:

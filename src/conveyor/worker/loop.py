@@ -27,6 +27,7 @@ from conveyor.store.schema import upgrade
 from conveyor.store.stats import StatsStore
 from conveyor.worker.context import Context, Progress
 from conveyor.worker.execute import CANCEL, SHUTDOWN, execute
+from conveyor.worker.health import TICK_S, Health
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.source import DatabaseSource, RedisSource
 from conveyor.worker.writer import Writer
@@ -77,7 +78,10 @@ class Worker:
         worker_id: str | None = None,
         migrate: bool = True,
         with_scheduler: bool = False,
+        on_wedged: Callable[[str], None] | None = None,
     ) -> None:
+        """``on_wedged`` replaces the process when its event loop stays blocked (see
+        ``worker.health``); without it a wedged worker only logs."""
         self.app = app
         self.settings = settings = app.settings
         self.queues = queues or default_queues(app)
@@ -93,6 +97,17 @@ class Worker:
         self._stopped = asyncio.Event()
         self._hurry = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self.health = Health(
+            self.concurrency,
+            wedged_after_s=2 * settings.lease_seconds,
+            running=self._describe_running,
+            on_wedged=on_wedged,
+        )
+
+    @property
+    def replace_reason(self) -> str | None:
+        """Why this worker stopped to be replaced by a fresh process (None: it was asked to)."""
+        return self.health.replace_reason
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -122,20 +137,23 @@ class Worker:
                 self.writer.progress_loop(self.settings.progress_flush_seconds),
                 self.writer.metrics_loop(),
                 self._heartbeat_loop(),
+                self._health_loop(),
                 self._cancel_loop(),
                 self.maintenance.loop(self._stopping),
             ]
             if self.with_scheduler:
                 loops.append(Scheduler(self.app).loop(self._stopping))
             background = [asyncio.create_task(c) for c in loops]
+            self.health.start_watch()
             await self._fetch_loop()
             await self._drain()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.writer.flush_all()
-            await self._io(self.worker_store.stop, self.worker_id, utcnow())
+            await self._io(self.worker_store.stop, self.worker_id, utcnow(), self.health.problem())
         finally:
+            self.health.stop_watch()
             self._teardown()
             self._stopped.set()
 
@@ -186,7 +204,8 @@ class Worker:
         block_s = FETCH_BLOCK_S if self.dispatcher.delivers else self.settings.poll_seconds
         failures = 0
         while not self._stopping.is_set():
-            free = min(self.concurrency - len(self.runs), MAX_CLAIM_BATCH)
+            # A slot whose thread still runs an ended attempt's handler is not free.
+            free = min(self.concurrency - len(self.runs) - self.health.stuck(), MAX_CLAIM_BATCH)
             if free <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -244,6 +263,7 @@ class Worker:
             log.exception("job %s: attempt failed inside the worker", job.id)
             attempt = Attempt(AttemptOutcome.ERROR, error=ErrorInfo.from_exception(exc))
         self._record(run, attempt)
+        self.health.ended(run.ctx)
         self.runs.pop(job.id, None)
         self._slot_free.set()
 
@@ -313,9 +333,40 @@ class Worker:
                     utcnow(),
                     self.settings.lease_seconds,
                 )
-                await self._io(self.worker_store.beat, self.worker_id, len(self.runs), utcnow())
+                await self._io(
+                    self.worker_store.beat,
+                    self.worker_id,
+                    len(self.runs),
+                    utcnow(),
+                    self.health.problem(),
+                )
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
+
+    async def _health_loop(self) -> None:
+        """Prove the loop alive to the watchdog; free the slots of threads that returned;
+        replace this worker when stuck threads starve it (``worker.health``)."""
+        stuck = 0
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.health.tick()
+            now_stuck = self.health.stuck()
+            if now_stuck < stuck:
+                self._slot_free.set()
+            stuck = now_stuck
+            if self.health.starved() and not self._stopping.is_set():
+                self.health.replace_reason = (
+                    f"{stuck} of {self.concurrency} slots held by threads that outlived "
+                    "their attempt"
+                )
+                log.error("%s: stopping to be replaced by a fresh process", self.replace_reason)
+                self.request_stop()
+
+    def _describe_running(self) -> list[str]:
+        try:
+            return [f"{run.job.id} ({run.job.type})" for run in list(self.runs.values())]
+        except RuntimeError:  # changed while another thread read it
+            return []
 
     async def _cancel_loop(self) -> None:
         interval = min(0.5, self.settings.heartbeat_seconds)

@@ -16,10 +16,13 @@ import sys
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import NoReturn
 
 log = logging.getLogger("conveyor.supervisor")
 
 PR_SET_PDEATHSIG = 1
+#: The exit status of a worker process that stopped to be replaced (EX_TEMPFAIL).
+EXIT_REPLACE = 75
 RESTART_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
@@ -31,6 +34,35 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
+
+
+def exit_for_restart(reason: str) -> NoReturn:
+    """A supervised child that cannot make progress exits; its supervisor starts a new one.
+    ``os._exit``: threads stuck in handlers would hold a normal exit forever."""
+    log.warning("worker process %d exits to be replaced: %s", os.getpid(), reason)
+    _flush()
+    os._exit(EXIT_REPLACE)
+
+
+def reexec(reason: str) -> NoReturn:
+    """A lone worker process that cannot make progress becomes a fresh one (same pid, same
+    arguments): exec ends every thread, stuck ones included."""
+    log.warning("worker process %d restarts itself: %s", os.getpid(), reason)
+    _flush()
+    os.execv(sys.executable, [sys.executable, "-m", "conveyor", *sys.argv[1:]])
+
+
+def exit_now(code: int = 0) -> NoReturn:
+    """Exit without joining threads (a handler thread that never returns would hold a normal
+    exit forever)."""
+    _flush()
+    os._exit(code)
+
+
+def _flush() -> None:
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 class Supervisor:

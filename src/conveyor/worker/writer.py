@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.core import metrics
+from conveyor.core.errors import WriteRejected
+from conveyor.core.outcome import AttemptOutcome, ErrorInfo
 from conveyor.core.states import State
 from conveyor.dispatch.base import Dispatcher
 from conveyor.store import ClaimedJob, Finish, ProgressUpdate, RunStore
+from conveyor.store.errors import describe
 from conveyor.store.stats import StatsStore
 from conveyor.worker.context import Progress
 
@@ -78,7 +81,7 @@ class Writer:
             try:
                 await self.flush_progress()
             except Exception as exc:
-                log.warning("progress write failed: %s", exc)
+                log.warning("progress write failed: %s", describe(exc))
 
     async def metrics_loop(self) -> None:
         while True:
@@ -97,7 +100,7 @@ class Writer:
         while self._finishes:
             batch, self._finishes = self._finishes, []
             try:
-                accepted = await self.io(self.runs.finish, [f for f, _ in batch])
+                written = await self._write(batch)
             except BaseException as exc:
                 # Keep the batch (when cancelled at shutdown too: the final flush writes it;
                 # a repeated finish changes nothing).
@@ -105,12 +108,17 @@ class Writer:
                 if not isinstance(exc, Exception):
                     raise
                 failures += 1
-                log.warning("writing %d finished attempt(s) failed (%s); retrying", len(batch), exc)
+                log.warning(
+                    "writing %d finished attempt(s) failed (%s); retrying",
+                    len(batch),
+                    describe(exc),
+                )
                 if final and failures > 20:
                     log.error("giving up on %d finished attempt(s)", len(self._finishes))
                     return
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 continue
+            accepted = sum(written)
             self.stats.finished += accepted
             self.stats.fenced += len(batch) - accepted
             self._count(batch, fenced=len(batch) - accepted)
@@ -118,6 +126,40 @@ class Writer:
             await self._redispatch(
                 [(job.queue, f.job_id) for f, job in batch if f.state is State.QUEUED]
             )
+
+    async def _write(self, batch: list[tuple[Finish, ClaimedJob]]) -> list[int]:
+        """Write a batch of finishes: how many passed the fence, per part written. A batch
+        the database refuses is split in halves until the finish it refuses stands alone,
+        so one bad row never holds back the others (an outage still raises)."""
+        try:
+            return [await self.io(self.runs.finish, [f for f, _ in batch])]
+        except WriteRejected as exc:
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                return await self._write(batch[:middle]) + await self._write(batch[middle:])
+            return [await self._write_refused(batch[0], exc)]
+
+    async def _write_refused(self, item: tuple[Finish, ClaimedJob], exc: WriteRejected) -> int:
+        """The attempt whose finish the database refused fails for good with an error that
+        says why (its result, message and stage are dropped)."""
+        finish, job = item
+        log.error("job %s: the database refused its finish (%s); failing it", job.id, exc.message)
+        failed = replace(
+            finish,
+            state=State.FAILED,
+            outcome=AttemptOutcome.ERROR,
+            result=None,
+            error=ErrorInfo("Unstorable", f"the attempt's outcome could not be stored: {exc}"),
+            run_at=None,
+            charges_attempt=True,
+            stage=None,
+            message=None,
+        )
+        try:
+            return int(await self.io(self.runs.finish, [failed]))
+        except WriteRejected as again:  # the lease runs out and recovery records the attempt
+            log.error("job %s: its failure could not be stored either (%s)", job.id, again)
+            return 0
 
     async def _redispatch(self, items: list[tuple[str, str]]) -> None:
         if not items:
@@ -137,10 +179,21 @@ class Writer:
             updates.append(ProgressUpdate(job_id, job.attempt, p.progress, p.stage, p.message))
         try:
             await self.io(self.runs.save_progress, updates, datetime.now(UTC))
+        except WriteRejected:
+            await self._save_progress_each(updates)
         except BaseException:
             self._dirty = dirty | self._dirty
             raise
         await self.announce(list(dirty))
+
+    async def _save_progress_each(self, updates: list[ProgressUpdate]) -> None:
+        """One by one, dropping the reports the database refuses (the next report or the
+        finish carries the job's progress; a refused one must not block the others)."""
+        for update in updates:
+            try:
+                await self.io(self.runs.save_progress, [update], datetime.now(UTC))
+            except WriteRejected as exc:
+                log.warning("job %s: progress report refused (%s)", update.job_id, exc.message)
 
     async def announce(self, job_ids: list[str]) -> None:
         """Tell event streams these jobs changed (best effort; they also poll)."""
@@ -162,7 +215,7 @@ class Writer:
                 self._metrics[key] += amount
             if not isinstance(exc, Exception):
                 raise
-            log.warning("metrics write failed: %s", exc)
+            log.warning("metrics write failed: %s", describe(exc))
 
     def _count(self, batch: list[tuple[Finish, ClaimedJob]], fenced: int) -> None:
         for finish, job in batch:

@@ -83,7 +83,7 @@ async def create_job(
     else:  # alone: a conflict must not fail anyone else's job
         (inserted,) = await run_in_threadpool(client.enqueue_many, [enqueue])
     if inserted.created:
-        request.app.state.enqueued[(body.type, inserted.queue)] += 1
+        request.app.state.enqueued.add(body.type, inserted.queue)
     out = accepted(request, inserted.id, inserted.state, inserted.created)
     response.headers["Location"] = out.links.self
     if not inserted.created:
@@ -115,7 +115,7 @@ def create_batch(body: BatchCreate, request: Request, client: ClientDep) -> Resp
     inserted = client.insert_prepared(prepared)
     for item, done in zip(body.jobs, inserted, strict=True):
         if done.created:
-            request.app.state.enqueued[(item.type, done.queue)] += 1
+            request.app.state.enqueued.add(item.type, done.queue)
     # Plain dicts serialised once (the BatchAccepted shape): every value comes from the
     # store, and building then re-checking 2,000 models cost more than the insert itself.
     out = {"jobs": [accepted_dict(request, i.id, i.state, i.created) for i in inserted]}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.api.deps import ConveyorDep, require_json
 from conveyor.api.schemas import ErrorBody
+from conveyor.api.views import masked
 from conveyor.core.periodic import define
 from conveyor.scheduler import Scheduler
 
@@ -94,7 +96,7 @@ def _public(s: Scheduler, row: dict[str, Any], fires: int) -> SchedulePublic:
     return SchedulePublic(
         name=row["name"],
         type=row["job_type"],
-        payload=row["payload"],
+        payload=masked(s.app, row["job_type"], row["payload"]),
         cron=row["cron"],
         every_s=row["every_s"],
         tz=row["tz"],
@@ -139,7 +141,9 @@ def create_schedule(
         payload=body.payload, queue=body.queue, overlap=body.overlap, catch_up=body.catch_up,
     )  # fmt: skip
     s.store.create(definition.as_row(), s.store.db_now())
-    response.headers["Location"] = f"{request.scope.get('root_path', '')}/schedules/{body.name}"
+    # Percent-encoded: a header is Latin-1, and a name may hold any character, "/" included.
+    name = quote(body.name, safe="")
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}/schedules/{name}"
     return _public(s, s.store.get(body.name), 0)
 
 

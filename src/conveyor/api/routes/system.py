@@ -11,8 +11,11 @@ from fastapi.responses import JSONResponse
 from conveyor.api.deps import ConveyorDep
 from conveyor.api.metrics import render_metrics
 from conveyor.api.schemas import Check, JobTypePublic, QueuePublic, Readiness, WorkerPublic
-from conveyor.store.stats import StatsStore
+from conveyor.store.stats import QUEUE_LIMIT, StatsStore
 from conveyor.store.workers import WorkerStore
+
+TRUNCATED_HEADER = "X-Conveyor-Queues-Truncated"
+_TRUNCATED_DOC = f"true when more queues had jobs than the {QUEUE_LIMIT:,} listed"
 
 router = APIRouter(tags=["system"])
 public = APIRouter(tags=["system"])
@@ -40,11 +43,18 @@ def job_types(conveyor: ConveyorDep) -> list[JobTypePublic]:
     ]
 
 
-@router.get("/queues", response_model=list[QueuePublic])
-def queues(conveyor: ConveyorDep) -> list[QueuePublic]:
-    """Per queue: jobs by active state, oldest queued age, the last minute's throughput."""
-    overview = StatsStore(_engine(conveyor)).queue_overview(datetime.now(UTC))
-    return [QueuePublic(name=name, **data) for name, data in overview.items()]
+@router.get(
+    "/queues",
+    response_model=list[QueuePublic],
+    responses={200: {"headers": {TRUNCATED_HEADER: {"description": _TRUNCATED_DOC}}}},
+)
+def queues(request: Request, response: Response, conveyor: ConveyorDep) -> list[QueuePublic]:
+    """Per queue: jobs by active state, oldest queued age, the last minute's throughput; at
+    most 1,000 queues, those with the most active jobs (then by name)."""
+    stats = StatsStore(_engine(conveyor))
+    overview = request.app.state.views.get("queues", lambda: stats.queue_overview(_now()))
+    response.headers[TRUNCATED_HEADER] = "true" if overview.truncated else "false"
+    return [QueuePublic(name=name, **data) for name, data in overview.queues.items()]
 
 
 @router.get("/workers", response_model=list[WorkerPublic])
@@ -85,6 +95,12 @@ async def _check(probe) -> Check:  # type: ignore[no-untyped-def]
 
 @router.get("/metrics", response_class=Response)
 def metrics(request: Request, conveyor: ConveyorDep) -> Response:
-    """Prometheus metrics."""
-    body, content_type = render_metrics(request.app.state.enqueued, conveyor)
+    """Prometheus metrics; concurrent scrapes share one render."""
+    enqueued = request.app.state.enqueued
+    views = request.app.state.views
+    body, content_type = views.get("metrics", lambda: render_metrics(enqueued, conveyor))
     return Response(body, media_type=content_type)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
