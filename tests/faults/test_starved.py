@@ -1,6 +1,7 @@
 """A worker that cannot make progress says so and replaces itself (issue 13, defects 3 and 7):
 sync handlers that never return hold their threads; an async handler that blocks the event
-loop stalls every job on the worker. Real worker processes, real databases."""
+loop stalls every job on the worker. Real worker processes, real databases (the process-level
+behaviour, the same on every backend, on SQLite alone)."""
 
 from __future__ import annotations
 
@@ -64,9 +65,9 @@ def test_stuck_threads_starving_a_worker_make_it_replace_itself(db_backend: Back
     assert _hangs(db_backend) == 6  # each hung job ran once
 
 
-def test_a_supervised_worker_is_restarted_by_its_supervisor(db_backend: Backend) -> None:
-    app = db_backend.app()
-    worker = db_backend.worker("--concurrency", "1", "--processes", "2")
+def test_a_supervised_worker_is_restarted_by_its_supervisor(sqlite_backend: Backend) -> None:
+    app = sqlite_backend.app()
+    worker = sqlite_backend.worker("--concurrency", "1", "--processes", "2")
     handles = [app.enqueue("hang_sync") for _ in range(2)]
     for handle in handles:
         assert handle.wait(timeout=20).state is State.FAILED
@@ -77,10 +78,10 @@ def test_a_supervised_worker_is_restarted_by_its_supervisor(db_backend: Backend)
 
 
 def test_an_async_handler_blocking_the_loop_past_its_timeout_is_a_timeout(
-    db_backend: Backend,
+    sqlite_backend: Backend,
 ) -> None:
-    app = db_backend.app()
-    worker = db_backend.worker()
+    app = sqlite_backend.app()
+    worker = sqlite_backend.worker()
     neighbours = [app.enqueue("sleeper", {"seconds": 0.2}) for _ in range(3)]
     view = app.enqueue("block_loop", {"seconds": 3}).wait(timeout=20)
     assert view.state is State.FAILED and view.error
@@ -98,9 +99,9 @@ def test_an_async_handler_blocking_the_loop_past_its_timeout_is_a_timeout(
     assert "event loop was blocked for" in rows[0]["problem"]
 
 
-def test_a_loop_blocked_for_two_leases_replaces_the_process(db_backend: Backend) -> None:
-    app = db_backend.app()
-    worker = db_backend.worker()  # lease 3 s in tests: replaced after 6 s blocked
+def test_a_loop_blocked_for_two_leases_replaces_the_process(sqlite_backend: Backend) -> None:
+    app = sqlite_backend.app()
+    worker = sqlite_backend.worker()  # lease 3 s in tests: replaced after 6 s blocked
     pid = worker.proc.pid
     wedged = app.enqueue("block_loop", {"seconds": 600})
     view = wedged.wait(timeout=40)
@@ -113,9 +114,9 @@ def test_a_loop_blocked_for_two_leases_replaces_the_process(db_backend: Backend)
     assert worker.proc.poll() is None and worker.proc.pid == pid
 
 
-def test_a_paused_process_is_not_a_blocked_loop(db_backend: Backend) -> None:
-    app = db_backend.app()
-    worker = db_backend.worker()
+def test_a_paused_process_is_not_a_blocked_loop(sqlite_backend: Backend) -> None:
+    app = sqlite_backend.app()
+    worker = sqlite_backend.worker()
     assert app.enqueue("add", {"a": 1}).wait(timeout=20).result == 1
     worker.signal(signal.SIGSTOP)
     time.sleep(8)  # the fault itself: longer than two leases (6 s in tests)

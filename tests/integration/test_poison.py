@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from conveyor import State
 from conveyor.core.outcome import ERROR_MESSAGE_LIMIT
 from tests.conftest import Backend
@@ -50,27 +48,28 @@ def test_unstorable_results_fail_their_job_and_nothing_else(backend: Backend) ->
     assert "parameters" not in worker.log()
 
 
-@pytest.mark.parametrize("kind", ["nul", "surrogate", "long", "type"])
-def test_unstorable_error_text_is_recorded_made_storable(backend: Backend, kind: str) -> None:
+def test_unstorable_error_text_is_recorded_made_storable(backend: Backend) -> None:
     app = backend.app()
     backend.worker()
-    handle = app.enqueue("poison_error", {"kind": kind})
-    view = handle.wait(timeout=20)
-    assert view.state is State.FAILED and len(view.attempts) == 2  # retried by its policy
-    error = view.error
-    assert error and "Traceback" in (error["traceback"] or "")
-    if kind == "nul":
-        assert error["message"] == "bad\\x00text"
-    elif kind == "surrogate":
-        assert error["message"] == "bad\\ud800text"
-    elif kind == "long":
-        assert len(error["message"]) <= ERROR_MESSAGE_LIMIT
-        assert error["message"].endswith("(truncated)")
-        assert "poison_error" in error["traceback"]  # the frames survive a huge message
-    else:
-        assert error["type"].startswith("Badxxx") and len(error["type"]) <= 200
-    assert view.attempts[0].error_message == error["message"]
+    kinds = ["nul", "surrogate", "long", "type"]
+    handles = {kind: app.enqueue("poison_error", {"kind": kind}) for kind in kinds}
     _neighbours_complete(app, count=5)
+    for kind, handle in handles.items():
+        view = handle.wait(timeout=20)
+        assert view.state is State.FAILED and len(view.attempts) == 2  # retried by its policy
+        error = view.error
+        assert error and "Traceback" in (error["traceback"] or "")
+        assert view.attempts[0].error_message == error["message"]
+        if kind == "nul":
+            assert error["message"] == "bad\\x00text"
+        elif kind == "surrogate":
+            assert error["message"] == "bad\\ud800text"
+        elif kind == "long":
+            assert len(error["message"]) <= ERROR_MESSAGE_LIMIT
+            assert error["message"].endswith("(truncated)")
+            assert "poison_error" in error["traceback"]  # the frames survive a huge message
+        else:
+            assert error["type"].startswith("Badxxx") and len(error["type"]) <= 200
 
 
 def test_progress_and_stage_text_is_checked_in_the_handler(backend: Backend) -> None:
