@@ -23,6 +23,7 @@ from conveyor.core.storable import Unstorable, checked_json, text_problem
 from conveyor.core.views import JobView, Page
 from conveyor.dispatch.base import Dispatcher
 from conveyor.store import Inserted, JobStore, NewJob
+from conveyor.store.clock import DbClock
 from conveyor.store.transactional import caller_connection, on_commit
 
 log = logging.getLogger("conveyor.client")
@@ -49,10 +50,6 @@ class EnqueueRequest:
     options: EnqueueOptions = EnqueueOptions()
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _checked_size(job_type: str, payload: dict[str, Any]) -> int:
     """Bytes of the payload as stored; InvalidPayload naming each field that cannot be
     stored (the one storability check, ``core.storable``)."""
@@ -70,6 +67,7 @@ class Client:
         self.settings = settings
         self.jobs = jobs
         self.dispatcher = dispatcher
+        self.clock = DbClock(jobs.engine)  # created_at, due times, cancels: the database's time
 
     # -- enqueue ----------------------------------------------------------------------------
 
@@ -81,7 +79,7 @@ class Client:
         Returns what each request resolved to (``created`` is False for an idempotent
         repeat); nothing is written when any request is bad.
         """
-        now = utcnow()
+        now = self.clock.now()
         new_jobs = [self._new_job(r, now) for r in requests]
         conn = connection
         if conn is None:
@@ -113,7 +111,7 @@ class Client:
         For many independent callers at once (the API's group commit). Requests with an
         idempotency key do not belong here: a conflict would fail the whole transaction.
         """
-        now = utcnow()
+        now = self.clock.now()
         outcome: list[Inserted | ConveyorError | None] = []
         valid: list[NewJob] = []
         for request in requests:
@@ -136,7 +134,7 @@ class Client:
     ) -> tuple[list[NewJob], list[tuple[int, ConveyorError]]]:
         """The jobs the requests would create, and every refused request with why (validated
         once: pass the jobs to ``insert_prepared`` when there are no problems)."""
-        now = utcnow()
+        now = self.clock.now()
         prepared: list[NewJob] = []
         found: list[tuple[int, ConveyorError]] = []
         for index, request in enumerate(requests):
@@ -174,7 +172,7 @@ class Client:
             if text is not None and text_problem(text):
                 raise ConveyorError(f"{name} contains text that cannot be stored (e.g. \\u0000)")
         return NewJob(
-            id=new_job_id(),
+            id=new_job_id(at_ms=int(now.timestamp() * 1000)),
             type=job_type.name,
             queue=queue,
             payload=payload,
@@ -225,13 +223,13 @@ class Client:
     # -- change -----------------------------------------------------------------------------
 
     def cancel(self, job_id: str) -> JobView:
-        view, changed = self.jobs.cancel(job_id, utcnow())
+        view, changed = self.jobs.cancel(job_id, self.clock.now())
         if changed:
             self._announce(view.id)
         return view
 
     def retry(self, job_id: str) -> JobView:
-        view = self.jobs.retry(job_id, utcnow())
+        view = self.jobs.retry(job_id, self.clock.now())
         self.dispatch([(view.queue, view.id)])
         self._announce(view.id)
         return view

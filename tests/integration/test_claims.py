@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from conveyor import State
 from conveyor.client import EnqueueRequest
 from conveyor.store import RunStore
+from conveyor.store.clock import DbClock
 from tests.conftest import Backend
 
 
@@ -94,7 +95,9 @@ def test_a_backlog_is_claimed_after_a_cursor_that_expires_or_runs_short(
     ids = [h.id for h in handles]
     engine = app.client.jobs.engine
     now = [0.0]
-    source = DatabaseSource(RunStore(engine), "w", 30, clock=lambda: now[0])
+    source = DatabaseSource(
+        RunStore(engine), "w", 30, now=DbClock(engine).now, clock=lambda: now[0]
+    )
     shares = Shares({"low": 1})
 
     def requeue(job_id: str) -> None:

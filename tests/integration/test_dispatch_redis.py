@@ -151,6 +151,7 @@ def test_between_full_passes_the_backlog_is_fed_in_id_order_from_where_it_stoppe
     from datetime import UTC, datetime, timedelta
 
     from conveyor.store import RunStore
+    from conveyor.store.clock import DbClock
     from conveyor.worker.maintenance import Maintenance
 
     async def io(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -160,7 +161,9 @@ def test_between_full_passes_the_backlog_is_fed_in_id_order_from_where_it_stoppe
     ids = [h.id for h in app.enqueue_many([EnqueueRequest("add", {"a": i}) for i in range(120)])]
     dispatcher = _dispatcher(pg_redis)
     runs = RunStore(app.client.jobs.engine)
-    maintenance = Maintenance(runs, dispatcher, app.registry, app.settings, io)
+    maintenance = Maintenance(
+        runs, dispatcher, app.registry, app.settings, io, DbClock(runs.engine)
+    )
     maintenance.queues = ["default"]
     later = datetime.now(UTC) + timedelta(seconds=5)  # every job is old enough to feed
     assert maintenance.feed(later, full=True) == 0  # the stream is full: nothing to add

@@ -12,6 +12,7 @@ from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.settings import Settings
 from conveyor.dispatch.database import DatabaseDispatcher
 from conveyor.store import Finish, ProgressUpdate, RunStore
+from conveyor.store.clock import DbClock
 from conveyor.store.tables import attempts
 from conveyor.worker.maintenance import Maintenance
 from tests.apps.jobs import app as jobs_app
@@ -33,7 +34,12 @@ def test_stale_attempt_writes_are_rejected(backend: Backend) -> None:
     assert a.attempt == 1
     later = now + timedelta(seconds=5)
     maintenance = Maintenance(
-        runs, DatabaseDispatcher(runs.engine), jobs_app.registry, Settings(), _io
+        runs,
+        DatabaseDispatcher(runs.engine),
+        jobs_app.registry,
+        Settings(),
+        _io,
+        DbClock(runs.engine),
     )
     assert maintenance.recover_expired(later) == 1
     lost = app.get(handle.id)
@@ -119,7 +125,12 @@ def test_a_lost_run_that_was_being_canceled_ends_canceled(backend: Backend) -> N
     runs.claim_ids([handle.id], "worker-a", now, lease_s=1)
     assert app.cancel(handle.id).cancel_requested
     maintenance = Maintenance(
-        runs, DatabaseDispatcher(runs.engine), jobs_app.registry, Settings(), _io
+        runs,
+        DatabaseDispatcher(runs.engine),
+        jobs_app.registry,
+        Settings(),
+        _io,
+        DbClock(runs.engine),
     )
     assert maintenance.recover_expired(now + timedelta(seconds=5)) == 1
     view = app.get(handle.id)
@@ -149,7 +160,12 @@ def test_retention_deletes_old_finished_jobs_only(backend: Backend) -> None:
     )  # fmt: skip
     settings = Settings(retention_completed_seconds=60, retention_failed_seconds=3600)
     maintenance = Maintenance(
-        runs, DatabaseDispatcher(runs.engine), jobs_app.registry, settings, _io
+        runs,
+        DatabaseDispatcher(runs.engine),
+        jobs_app.registry,
+        settings,
+        _io,
+        DbClock(runs.engine),
     )
     assert maintenance.apply_retention(now + timedelta(seconds=30)) == 0  # not old enough
     assert maintenance.apply_retention(now + timedelta(seconds=120)) == 3  # completed ones

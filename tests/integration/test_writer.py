@@ -13,6 +13,7 @@ from conveyor import State
 from conveyor.core.outcome import AttemptOutcome
 from conveyor.dispatch.database import DatabaseDispatcher
 from conveyor.store import Finish, RunStore
+from conveyor.store.clock import DbClock
 from conveyor.store.stats import StatsStore
 from conveyor.worker.context import Progress
 from conveyor.worker.writer import Writer
@@ -26,7 +27,13 @@ async def _io(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 
 def _writer(runs: RunStore) -> Writer:
-    return Writer(runs, StatsStore(runs.engine), DatabaseDispatcher(runs.engine), _io)
+    return Writer(
+        runs,
+        StatsStore(runs.engine),
+        DatabaseDispatcher(runs.engine),
+        _io,
+        DbClock(runs.engine).now,
+    )
 
 
 def _finish(job, **values) -> Finish:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -137,7 +137,7 @@ class _Collector:
         yield from self._gauges(engine)
 
     def _gauges(self, engine: Engine) -> Iterator[Metric]:
-        now = datetime.now(UTC)
+        now = self.conveyor.client.clock.now()  # the database's time, which the rows are on
         overview = StatsStore(engine).queue_overview(now)
         yield from _queue_gauges(overview)
         since = now - timedelta(seconds=3 * self.conveyor.settings.heartbeat_seconds)

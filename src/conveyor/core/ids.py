@@ -15,15 +15,17 @@ _last_ms = 0
 _seq = 0
 
 
-def new_job_id(now_ns: int | None = None) -> str:
+def new_job_id(now_ns: int | None = None, *, at_ms: int | None = None) -> str:
     """A UUIDv7 string: 48 bits of Unix milliseconds, a 12-bit sequence, 62 random bits.
 
-    Within one process ids are strictly increasing, even inside one millisecond.
+    Within one process ids are strictly increasing, even inside one millisecond. ``at_ms``:
+    the time to mint at (the database's, so that ids of all hosts order by creation as
+    ``created_at`` does); this host's clock without it.
     """
     global _last_ms, _seq
     if now_ns is not None:  # an explicit time: exactly that millisecond, random sequence
         return _format(now_ns // 1_000_000, int.from_bytes(os.urandom(2), "big") & 0xFFF)
-    ms = time.time_ns() // 1_000_000
+    ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
     with _lock:
         if ms > _last_ms:
             _last_ms, _seq = ms, int.from_bytes(os.urandom(2), "big") & 0x3FF

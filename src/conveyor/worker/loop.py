@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor.core.errors import UnknownJobType
@@ -22,6 +21,7 @@ from conveyor.core.states import State, check_transition
 from conveyor.dispatch.database import Waker
 from conveyor.scheduler import Scheduler
 from conveyor.store import ClaimedJob, Finish, RunStore, WorkerStore, make_engine
+from conveyor.store.clock import DbClock
 from conveyor.store.leases import LeaseStore
 from conveyor.store.schema import upgrade
 from conveyor.store.stats import StatsStore
@@ -43,10 +43,6 @@ T = TypeVar("T")
 #: 23,828 jobs/s with claims of 200 and 29,628 with claims of 1,000 (bench W1, 2 processes).
 MAX_CLAIM_BATCH = 1000
 FETCH_BLOCK_S = 1.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def default_queues(app: Conveyor) -> dict[str, int]:
@@ -122,6 +118,7 @@ class Worker:
     async def run(self) -> None:
         self._setup()
         try:
+            await self._io(self.clock.sync)
             await self._io(
                 self.worker_store.register,
                 self.worker_id,
@@ -129,7 +126,7 @@ class Worker:
                 pid=os.getpid(),
                 queues=self.queues,
                 concurrency=self.concurrency,
-                now=utcnow(),
+                now=self.clock.now(),
             )
             log.info("worker %s serving %s", self.worker_id, self.queues)
             loops = [
@@ -151,7 +148,9 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self.writer.flush_all()
-            await self._io(self.worker_store.stop, self.worker_id, utcnow(), self.health.problem())
+            await self._io(
+                self.worker_store.stop, self.worker_id, self.clock.now(), self.health.problem()
+            )
         finally:
             self.health.stop_watch()
             self._teardown()
@@ -163,6 +162,7 @@ class Worker:
             logging.getLogger("alembic").setLevel(logging.WARNING)
             upgrade(engine)
         self.engine = engine
+        self.clock = DbClock(engine, sync_s=None)  # measured before start and every heartbeat
         self.run_store = RunStore(engine)
         self.worker_store = WorkerStore(engine)
         self.dispatcher = self.app.make_dispatcher(self.worker_id, engine)
@@ -172,18 +172,24 @@ class Worker:
         lease_s = self.settings.lease_seconds
         self.source: DatabaseSource | RedisSource
         if self.dispatcher.delivers:
-            self.source = RedisSource(self.run_store, self.dispatcher, self.worker_id, lease_s)
+            self.source = RedisSource(
+                self.run_store, self.dispatcher, self.worker_id, lease_s, now=self.clock.now
+            )
         else:
             waker = Waker(engine, self.queues) if engine.dialect.name == "postgresql" else None
-            self.source = DatabaseSource(self.run_store, self.worker_id, lease_s, waker=waker)
+            self.source = DatabaseSource(
+                self.run_store, self.worker_id, lease_s, now=self.clock.now, waker=waker
+            )
         self.maintenance = Maintenance(
-            self.run_store, self.dispatcher, self.app.registry, self.settings, self._io
+            self.run_store, self.dispatcher, self.app.registry, self.settings, self._io, self.clock
         )
         self.maintenance.queues = list(self.queues)
         self.maintenance.leases = LeaseStore(engine)
         self.maintenance.holder = self.worker_id
         self.maintenance.workers = self.worker_store
-        self.writer = Writer(self.run_store, StatsStore(engine), self.dispatcher, self._io)
+        self.writer = Writer(
+            self.run_store, StatsStore(engine), self.dispatcher, self._io, now=self.clock.now
+        )
         self.stats = self.writer.stats
 
     def _teardown(self) -> None:
@@ -291,7 +297,7 @@ class Worker:
         if attempt.outcome is AttemptOutcome.WORKER_LOST:
             return  # the job is no longer ours: whoever recovered it records the attempt
         policy = self.app.registry.policy(job.type, job.max_attempts)
-        now = utcnow()
+        now = self.clock.now()
         decision = decide(attempt, policy=policy, attempt_number=job.charged, now=now)
         check_transition(job.id, State.RUNNING, decision.state)  # the one table decides
         finish = Finish(
@@ -326,18 +332,19 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
+                await self._io(self.clock.sync)  # the database's time, measured again
                 await self._io(
                     self.run_store.renew_leases,
                     self.worker_id,
                     self._owned(),
-                    utcnow(),
+                    self.clock.now(),
                     self.settings.lease_seconds,
                 )
                 await self._io(
                     self.worker_store.beat,
                     self.worker_id,
                     len(self.runs),
-                    utcnow(),
+                    self.clock.now(),
                     self.health.problem(),
                 )
             except Exception as exc:

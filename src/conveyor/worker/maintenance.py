@@ -9,7 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from conveyor.core.ids import id_floor
@@ -19,6 +19,7 @@ from conveyor.core.settings import Settings
 from conveyor.core.states import State
 from conveyor.dispatch.base import Dispatcher
 from conveyor.store import Finish, RunStore, WorkerStore, make_engine
+from conveyor.store.clock import DbClock
 from conveyor.store.leases import LeaseStore
 
 if TYPE_CHECKING:
@@ -42,8 +43,11 @@ class Maintenance:
         registry: Registry,
         settings: Settings,
         io: IO,
+        clock: DbClock,
     ) -> None:
+        """``clock``: the database's time, which leases, due times and retention are on."""
         self.runs = runs
+        self.clock = clock
         self.dispatcher = dispatcher
         self.registry = registry
         self.settings = settings
@@ -66,7 +70,8 @@ class Maintenance:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
         runs = RunStore(engine)
-        made = cls(runs, app.make_dispatcher(holder, engine), app.registry, app.settings, io)
+        dispatcher = app.make_dispatcher(holder, engine)
+        made = cls(runs, dispatcher, app.registry, app.settings, io, DbClock(engine, sync_s=None))
         made.queues = queues
         made.leases = LeaseStore(engine)
         made.workers = WorkerStore(engine)
@@ -100,14 +105,16 @@ class Maintenance:
                 if not await self.io(self.lead):
                     await asyncio.sleep(min(1.0, self.settings.reconcile_seconds))
                     continue
-                await self.io(self.promote_due, datetime.now(UTC))
                 full = time.monotonic() - self._last_recovery >= self.settings.reconcile_seconds
                 if full:
-                    self._last_recovery = time.monotonic()
-                    await self.io(self.recover_expired, datetime.now(UTC))
-                await self.io(self.feed, datetime.now(UTC), full=full)
+                    await self.io(self.clock.sync)  # the database's time, measured again
+                await self.io(self.promote_due, self.clock.now())
                 if full:
-                    await self.io(self.apply_retention, datetime.now(UTC))
+                    self._last_recovery = time.monotonic()
+                    await self.io(self.recover_expired, self.clock.now())
+                await self.io(self.feed, self.clock.now(), full=full)
+                if full:
+                    await self.io(self.apply_retention, self.clock.now())
             except Exception as exc:
                 log.warning("maintenance step failed: %s", exc)
             await asyncio.sleep(min(PROMOTE_EVERY_S, self.settings.reconcile_seconds))

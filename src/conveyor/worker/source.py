@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
+from conveyor import faults
 from conveyor.core.shares import Shares
 from conveyor.dispatch.base import Delivery, Dispatcher
 from conveyor.dispatch.database import Waker
@@ -14,10 +15,6 @@ from conveyor.store import ClaimedJob, RunStore
 
 #: How long an id delivered before its enqueue committed is retried before it is dropped.
 UNSEEN_GRACE_S = 10.0
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 #: How long a claim cursor is followed before claims scan a queue from its start again.
@@ -41,12 +38,15 @@ class DatabaseSource:
         runs: RunStore,
         worker_id: str,
         lease_s: float,
+        now: Callable[[], datetime],
         clock: Callable[[], float] = time.monotonic,
         waker: Waker | None = None,
     ) -> None:
+        """``now``: the database's time (``store.clock.DbClock.now``), which leases are on."""
         self.runs = runs
         self.worker_id = worker_id
         self.lease_s = lease_s
+        self.now = now
         self.clock = clock
         self.waker = waker  # PostgreSQL: an idle wait ends early when a job is enqueued
         self._cursors: dict[str, tuple[str, float]] = {}  # queue -> (last id claimed, since)
@@ -73,7 +73,7 @@ class DatabaseSource:
             for q, (last, since) in self._cursors.items()
             if q in counts and now - since < CURSOR_S
         }
-        claimed = self.runs.claim_next(counts, self.worker_id, _now(), self.lease_s, after)
+        claimed = self.runs.claim_next(counts, self.worker_id, self.now(), self.lease_s, after)
         rest: dict[str, int] = {}
         for queue, count in counts.items():
             got = [j.id for j in claimed if j.queue == queue]
@@ -85,7 +85,7 @@ class DatabaseSource:
             if queue in after:
                 rest[queue] = count - len(got)
         if rest:
-            claimed += self.runs.claim_next(rest, self.worker_id, _now(), self.lease_s)
+            claimed += self.runs.claim_next(rest, self.worker_id, self.now(), self.lease_s)
         return claimed
 
     def release(self) -> None:
@@ -102,12 +102,15 @@ class RedisSource:
         dispatcher: Dispatcher,
         worker_id: str,
         lease_s: float,
+        now: Callable[[], datetime],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``now``: the database's time (``store.clock.DbClock.now``), which leases are on."""
         self.runs = runs
         self.dispatcher = dispatcher
         self.worker_id = worker_id
         self.lease_s = lease_s
+        self.now = now
         self.clock = clock
         self._spare: list[Delivery] = []  # fetched beyond free slots, not yet claimed
         self._unseen: dict[str, tuple[Delivery, float]] = {}  # id -> (delivery, first seen)
@@ -124,8 +127,9 @@ class RedisSource:
             deliveries = deliveries[:free]
         if not deliveries:
             return []
+        faults.point("after_fetch")  # fetched, not claimed: for the XAUTOCLAIM fault test
         by_id = {d.job_id: d for d in deliveries}
-        claimed = self.runs.claim_ids(list(by_id), self.worker_id, _now(), self.lease_s)
+        claimed = self.runs.claim_ids(list(by_id), self.worker_id, self.now(), self.lease_s)
         claimed_ids = {j.id for j in claimed}
         done = [by_id[i] for i in claimed_ids]
         missing = [d for d in deliveries if d.job_id not in claimed_ids]

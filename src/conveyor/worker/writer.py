@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from conveyor.core import metrics
@@ -40,9 +40,16 @@ class Writer:
     """
 
     def __init__(
-        self, runs: RunStore, stats_store: StatsStore, dispatcher: Dispatcher, io: IO
+        self,
+        runs: RunStore,
+        stats_store: StatsStore,
+        dispatcher: Dispatcher,
+        io: IO,
+        now: Callable[[], datetime],
     ) -> None:
+        """``now``: the database's time (``store.clock.DbClock.now``)."""
         self.runs = runs
+        self.now = now
         self.stats_store = stats_store
         self.dispatcher = dispatcher
         self.io = io
@@ -178,7 +185,7 @@ class Writer:
             p.dirty = False
             updates.append(ProgressUpdate(job_id, job.attempt, p.progress, p.stage, p.message))
         try:
-            await self.io(self.runs.save_progress, updates, datetime.now(UTC))
+            await self.io(self.runs.save_progress, updates, self.now())
         except WriteRejected:
             await self._save_progress_each(updates)
         except BaseException:
@@ -191,7 +198,7 @@ class Writer:
         finish carries the job's progress; a refused one must not block the others)."""
         for update in updates:
             try:
-                await self.io(self.runs.save_progress, [update], datetime.now(UTC))
+                await self.io(self.runs.save_progress, [update], self.now())
             except WriteRejected as exc:
                 log.warning("job %s: progress report refused (%s)", update.job_id, exc.message)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -52,7 +52,8 @@ def queues(request: Request, response: Response, conveyor: ConveyorDep) -> list[
     """Per queue: jobs by active state, oldest queued age, the last minute's throughput; at
     most 1,000 queues, those with the most active jobs (then by name)."""
     stats = StatsStore(_engine(conveyor))
-    overview = request.app.state.views.get("queues", lambda: stats.queue_overview(_now()))
+    now = conveyor.client.clock.now  # the database's time, which the rows are on
+    overview = request.app.state.views.get("queues", lambda: stats.queue_overview(now()))
     response.headers[TRUNCATED_HEADER] = "true" if overview.truncated else "false"
     return [QueuePublic(name=name, **data) for name, data in overview.queues.items()]
 
@@ -60,7 +61,7 @@ def queues(request: Request, response: Response, conveyor: ConveyorDep) -> list[
 @router.get("/workers", response_model=list[WorkerPublic])
 def workers(conveyor: ConveyorDep) -> list[WorkerPublic]:
     """Workers that sent a heartbeat recently."""
-    since = datetime.now(UTC) - timedelta(seconds=3 * conveyor.settings.heartbeat_seconds)
+    since = conveyor.client.clock.now() - timedelta(seconds=3 * conveyor.settings.heartbeat_seconds)
     return [WorkerPublic(**w) for w in WorkerStore(_engine(conveyor)).alive(since)]
 
 
@@ -100,7 +101,3 @@ def metrics(request: Request, conveyor: ConveyorDep) -> Response:
     views = request.app.state.views
     body, content_type = views.get("metrics", lambda: render_metrics(enqueued, conveyor))
     return Response(body, media_type=content_type)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
