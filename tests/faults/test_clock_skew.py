@@ -131,3 +131,33 @@ def test_a_skewed_api_schedules_on_the_database_clock(pg_backend: Backend, offse
     assert (done.started_at - view.scheduled_at).total_seconds() >= 0
     listed = httpx.get(f"{url}/jobs", params={"created_after": before.isoformat()}).json()
     assert view.id in [j["id"] for j in listed["items"]]  # ids carry the database's time too
+
+
+@pytest.mark.parametrize("offset", SKEWS)
+def test_skewed_schedulers_fire_each_tick_once_on_time(pg_backend: Backend, offset: str) -> None:
+    """A scheduler three minutes off and one on time: every one-second tick fires once, at
+    its time on the database's clock."""
+    from sqlalchemy import select
+
+    from conveyor.store.tables import jobs, schedule_fires
+
+    app = pg_backend.app()
+    _skewed(pg_backend, offset, "scheduler", "--app", "tests.apps.periodic:app")
+    pg_backend.worker(command="scheduler", app="tests.apps.periodic:app")
+
+    def ticks() -> list[tuple[object, object]]:
+        query = (
+            select(schedule_fires.c.tick_at, jobs.c.created_at)
+            .join(jobs, jobs.c.id == schedule_fires.c.job_id)
+            .where(schedule_fires.c.schedule == "tick")
+            .order_by(schedule_fires.c.tick_at)
+        )
+        with app.client.jobs.engine.connect() as conn:
+            return [(r.tick_at, r.created_at) for r in conn.execute(query)]
+
+    wait_for(lambda: len(ticks()) >= 6, timeout=30, what="six ticks")
+    rows = ticks()
+    stamps = [tick for tick, _ in rows]
+    assert all(b - a == timedelta(seconds=1) for a, b in zip(stamps, stamps[1:]))  # noqa: B905
+    # Each fired when its tick came on the database's clock (not three minutes off).
+    assert all(0 <= (made - tick).total_seconds() < 2 for tick, made in rows), rows
