@@ -179,8 +179,9 @@ def test_pause_resume_trigger_from_the_command_line(db_backend: Backend) -> None
     )  # fmt: skip
     assert "tick" in listing.stdout and "paused" in listing.stdout
     b.worker(command="scheduler", app=APP)
-    time.sleep(2.5)
-    assert fires(app, "tick") == []  # paused: nothing fires
+    # The scheduler is live and ticking (its unpaused schedule fires) ...
+    wait_for(lambda: len(fires(app, "slow-skip")) >= 2, timeout=20, what="the scheduler to run")
+    assert fires(app, "tick") == []  # ... and the paused one fired nothing meanwhile
     assert "triggered" in cli("trigger", "tick").stdout
     assert "resumed" in cli("resume", "tick").stdout
     wait_for(lambda: len(fires(app, "tick")) >= 3, timeout=20, what="ticks after resume")

@@ -16,7 +16,7 @@ from conveyor.client import EnqueueRequest
 from conveyor.dispatch import database
 from conveyor.dispatch.database import WAKE_CHANNEL, Waker
 from conveyor.store import make_engine
-from tests.conftest import Backend, _backend, libpq_url
+from tests.conftest import Backend, _backend, libpq_url, wait_for
 
 
 @pytest.fixture
@@ -31,6 +31,16 @@ def engine(pg_database: str) -> Iterator[Engine]:
     made.dispose()
 
 
+def _listening(backend: Backend) -> bool:
+    """Whether a session of this database has LISTENed on the wake-up channel."""
+    with psycopg.connect(libpq_url(backend.database_url), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def _notices(conn: psycopg.Connection, wait_s: float = 0.5) -> list[str]:
     return [n.payload for n in conn.notifies(timeout=wait_s) if n.channel == WAKE_CHANNEL]
 
@@ -39,7 +49,8 @@ def test_an_enqueue_wakes_an_idle_worker_long_before_its_next_poll(pg_alone: Bac
     app = pg_alone.app()
     pg_alone.worker(CONVEYOR_POLL_SECONDS="30")
     assert app.enqueue("add", {"a": 1, "b": 1}).wait(timeout=20).state is State.COMPLETED
-    time.sleep(0.3)  # the worker is now idle, in a 30 s wait
+    wait_for(lambda: _listening(pg_alone), timeout=10, what="the worker's LISTEN connection")
+    time.sleep(1.0)  # past its last claim: idle in a 30 s wait, woken only by a notice
     started = time.monotonic()
     view = app.enqueue("add", {"a": 2, "b": 3}).wait(timeout=20)
     took = time.monotonic() - started
