@@ -141,11 +141,15 @@ def truncate_table(ctx: Context, schema: str, table: str) -> str:
 
 
 @app.job(retries=2, backoff_base="0.1s", backoff_cap="0.5s")
-async def ledger(ctx: Context, seconds: float = 0.0) -> str:
-    """Writes its own execution ledger: how fault tests count runs and duplicates."""
-    _mark("ledger", f"start {ctx.job_id} {ctx.attempt}")
-    await asyncio.sleep(seconds)
-    _mark("ledger", f"end {ctx.job_id} {ctx.attempt}")
+async def ledger(ctx: Context, seconds: float = 0.0, later_seconds: float | None = None) -> str:
+    """Writes its own execution ledger, a line as each attempt starts and one as it ends
+    (``start|end <job id> <attempt> <pid>``): how fault tests count executions per (job,
+    attempt) and see which process ran them. Attempts after the first take ``later_seconds``
+    when it is given."""
+    _mark("ledger", f"start {ctx.job_id} {ctx.attempt} {os.getpid()}")
+    pause = seconds if later_seconds is None or ctx.attempt == 1 else later_seconds
+    await asyncio.sleep(pause)
+    _mark("ledger", f"end {ctx.job_id} {ctx.attempt} {os.getpid()}")
     return ctx.job_id
 
 

@@ -1,7 +1,8 @@
 """Fault injection: real processes killed and frozen, private servers stopped and restarted.
 
 Every test checks the invariants against the ledger that the `ledger` job type writes (a
-line per start and per end of each execution), not against Conveyor's own counters.
+line as each attempt starts and one as it ends, naming the job, the attempt number and the
+process), not against Conveyor's own counters.
 """
 
 from __future__ import annotations
@@ -9,36 +10,83 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from conveyor import Conveyor
 from conveyor.store import make_engine
 from conveyor.store.schema import upgrade
-from tests.conftest import Backend
+from tests.conftest import Backend, WorkerProcess
 from tests.servers import PrivatePostgres, PrivateRedis
+
+Run = tuple[str, int]  # (job id, attempt)
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str  # "start" or "end"
+    job_id: str
+    attempt: int
+    pid: int
+
+    @property
+    def run(self) -> Run:
+        return (self.job_id, self.attempt)
 
 
 class Ledger:
     def __init__(self, marks: Path) -> None:
         self.path = marks / "ledger"
 
-    def lines(self) -> list[tuple[str, str, int]]:
+    def entries(self) -> list[Entry]:
+        """Complete lines only: a line being appended right now is read next time."""
         if not self.path.exists():
             return []
+        *complete, _partial = self.path.read_text().split("\n")
         out = []
-        for line in self.path.read_text().splitlines():
-            kind, job_id, attempt = line.split()
-            out.append((kind, job_id, int(attempt)))
+        for line in complete:
+            kind, job_id, attempt, pid = line.split()
+            out.append(Entry(kind, job_id, int(attempt), int(pid)))
         return out
 
-    def ends(self) -> Counter[str]:
-        """Completed executions per job: more than one is a duplicate execution."""
-        return Counter(job_id for kind, job_id, _ in self.lines() if kind == "end")
+    def starts(self) -> Counter[Run]:
+        """Executions begun per (job, attempt): more than one runs an attempt twice."""
+        return Counter(e.run for e in self.entries() if e.kind == "start")
 
-    def starts(self) -> Counter[str]:
-        return Counter(job_id for kind, job_id, _ in self.lines() if kind == "start")
+    def ends(self) -> Counter[Run]:
+        """Executions that ran to the end per (job, attempt)."""
+        return Counter(e.run for e in self.entries() if e.kind == "end")
+
+    def jobs_started(self) -> set[str]:
+        return {e.job_id for e in self.entries() if e.kind == "start"}
+
+    def jobs_ended(self) -> Counter[str]:
+        """Executions that ran to the end per job, whatever the attempt."""
+        return Counter(e.job_id for e in self.entries() if e.kind == "end")
+
+    def pid(self, kind: str, run: Run) -> int:
+        """The process that wrote the one ``kind`` line of ``run``."""
+        (pid,) = [e.pid for e in self.entries() if e.kind == kind and e.run == run]
+        return pid
+
+    def assert_once_per_attempt(self) -> None:
+        """No attempt started twice, and nothing ended that had not started."""
+        starts, ends = self.starts(), self.ends()
+        assert max(starts.values(), default=0) <= 1, {r: n for r, n in starts.items() if n > 1}
+        assert max(ends.values(), default=0) <= 1, {r: n for r, n in ends.items() if n > 1}
+        assert set(ends) <= set(starts), set(ends) - set(starts)
+
+
+def all_terminal(app: Conveyor, ids: list[str]) -> bool:
+    return all(app.get(i).terminal for i in ids)
+
+
+def ran_in(worker_id: str | None, worker: WorkerProcess) -> bool:
+    """Whether a worker id (host:pid:suffix) names this worker process."""
+    return worker_id is not None and worker_id.split(":")[1] == str(worker.proc.pid)
 
 
 @pytest.fixture

@@ -328,6 +328,11 @@ class Worker:
     def _owned(self) -> list[tuple[str, int]]:
         return [(job_id, run.job.attempt) for job_id, run in list(self.runs.items())]
 
+    def _leased(self) -> list[tuple[str, int]]:
+        """Runs whose leases the heartbeat renews: running ones, and finished ones whose
+        finish is not written yet."""
+        return self._owned() + self.writer.pending()
+
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
@@ -336,7 +341,7 @@ class Worker:
                 await self._io(
                     self.run_store.renew_leases,
                     self.worker_id,
-                    self._owned(),
+                    self._leased(),
                     self.clock.now(),
                     self.settings.lease_seconds,
                 )

@@ -129,7 +129,13 @@ class RedisSource:
             return []
         faults.point("after_fetch")  # fetched, not claimed: for the XAUTOCLAIM fault test
         by_id = {d.job_id: d for d in deliveries}
-        claimed = self.runs.claim_ids(list(by_id), self.worker_id, self.now(), self.lease_s)
+        try:
+            claimed = self.runs.claim_ids(list(by_id), self.worker_id, self.now(), self.lease_s)
+        except BaseException:
+            # The database is down: keep what was fetched for the next claim, rather than
+            # leaving it pending in Redis for a lease (unseen ones are kept already).
+            self._spare = [d for d in deliveries if d.job_id not in self._unseen] + self._spare
+            raise
         claimed_ids = {j.id for j in claimed}
         done = [by_id[i] for i in claimed_ids]
         missing = [d for d in deliveries if d.job_id not in claimed_ids]

@@ -66,6 +66,11 @@ class Writer:
         if job.wait_s is not None:
             metrics.observe(self._metrics, "job_wait_seconds", job.type, job.queue, job.wait_s)
 
+    def pending(self) -> list[tuple[str, int]]:
+        """(job id, attempt) of finished attempts not yet written: their leases are still
+        renewed, so a database outage shorter than a lease does not make them look lost."""
+        return [(f.job_id, f.attempt) for f, _ in self._finishes]
+
     def progressed(self, job: ClaimedJob, progress: Progress) -> None:
         self._dirty[job.id] = (job, progress)
 
@@ -123,7 +128,9 @@ class Writer:
                 if final and failures > 20:
                     log.error("giving up on %d finished attempt(s)", len(self._finishes))
                     return
-                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                # At most a second apart: once the database is back, results are written
+                # before the leases they were finished under can be judged lost.
+                await asyncio.sleep(min(0.1 * 2**failures, 1.0))
                 continue
             accepted = sum(written)
             self.stats.finished += accepted
