@@ -101,7 +101,8 @@ def _workers(app) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
 
 
 @pytest.mark.parametrize("offset", SKEWS)
-def test_a_skewed_api_schedules_on_the_database_clock(pg_backend: Backend, offset: str) -> None:
+def test_a_skewed_api_schedules_on_the_database_clock(pg_redis: Backend, offset: str) -> None:
+    pg_backend = pg_redis  # the API's clock is the point; the dispatch makes no difference
     app = pg_backend.app()
     pg_backend.worker()
     with socket.socket() as sock:
@@ -134,13 +135,14 @@ def test_a_skewed_api_schedules_on_the_database_clock(pg_backend: Backend, offse
 
 
 @pytest.mark.parametrize("offset", SKEWS)
-def test_skewed_schedulers_fire_each_tick_once_on_time(pg_backend: Backend, offset: str) -> None:
+def test_skewed_schedulers_fire_each_tick_once_on_time(pg_redis: Backend, offset: str) -> None:
     """A scheduler three minutes off and one on time: every one-second tick fires once, at
     its time on the database's clock."""
     from sqlalchemy import select
 
     from conveyor.store.tables import jobs, schedule_fires
 
+    pg_backend = pg_redis  # the schedulers' clocks are the point, not the dispatch
     app = pg_backend.app()
     _skewed(pg_backend, offset, "scheduler", "--app", "tests.apps.periodic:app")
     pg_backend.worker(command="scheduler", app="tests.apps.periodic:app")
