@@ -176,7 +176,7 @@ def isolated_crash(ctx: Context, how: str) -> None:
         raise Permanent("bad input")
 
 
-@app.job(isolated=True, retries=0, timeout="1s")
+@app.job(isolated=True, retries=0, timeout="5s")  # a child starts in ~1 s; more when loaded
 def isolated_sleep(ctx: Context, seconds: float) -> str:
     _mark(f"pid-{ctx.job_id}", str(os.getpid()))
     time.sleep(seconds)

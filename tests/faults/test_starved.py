@@ -81,7 +81,9 @@ def test_an_async_handler_blocking_the_loop_past_its_timeout_is_a_timeout(
     sqlite_backend: Backend,
 ) -> None:
     app = sqlite_backend.app()
-    worker = sqlite_backend.worker()
+    # Leases longer than the block: a loop blocked past its lease stops renewing it, and the
+    # neighbours are then recovered as lost (documented); here only the timeout is at stake.
+    worker = sqlite_backend.worker(CONVEYOR_LEASE_SECONDS="10")
     neighbours = [app.enqueue("sleeper", {"seconds": 0.2}) for _ in range(3)]
     view = app.enqueue("block_loop", {"seconds": 3}).wait(timeout=20)
     assert view.state is State.FAILED and view.error

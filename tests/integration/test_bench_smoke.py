@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(300)  # the whole quick suite, in one test
 def test_quick_suite_runs_every_workload_and_writes_the_report(tmp_path: Path) -> None:
     results, report = tmp_path / "results.jsonl", tmp_path / "benchmarks.md"
     proc = subprocess.run(

@@ -40,7 +40,10 @@ class DbClock:
 
     def __init__(self, engine: Engine, sync_s: float | None = SYNC_S) -> None:
         self.engine = engine
-        self.sync_s = sync_s
+        # SQLite's time is this host's: nothing to measure, and a measurement would take the
+        # write lock (every SQLite transaction does), waiting on a caller's own transaction.
+        self.measures = engine.dialect.name == "postgresql"
+        self.sync_s = sync_s if self.measures else None
         self._base: datetime | None = None
         self._at = 0.0  # the monotonic time of _base
         self._tried = -float("inf")  # when a measurement was last attempted on use
@@ -63,7 +66,9 @@ class DbClock:
         return base + timedelta(seconds=time.monotonic() - at)
 
     def sync(self) -> None:
-        """Measure the database's time again (one round trip)."""
+        """Measure the database's time again (one round trip; none on SQLite)."""
+        if not self.measures:
+            return
         with self.engine.connect() as conn:
             before = time.monotonic()
             measured = db_now(conn)
