@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,18 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def wait_serving(app: Conveyor, count: int = 1, timeout: float = 30.0) -> None:
+    """Wait until ``count`` workers have registered: timings measured after it do not
+    include a worker process starting (seconds on a loaded machine)."""
+    workers = app.services.workers
+
+    def serving() -> bool:
+        since = app.client.clock.now() - timedelta(seconds=10)
+        return len(workers.alive(since)) >= count
+
+    wait_for(serving, timeout=timeout, what=f"{count} worker(s) to register")
 
 
 @pytest.fixture(scope="session")

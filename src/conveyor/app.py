@@ -1,4 +1,5 @@
-"""The Conveyor application: the job-type registry plus a lazily connected client."""
+"""The Conveyor application: the job-type registry and schedules, plus a lazily connected
+client for enqueueing and inspecting jobs."""
 
 from __future__ import annotations
 
@@ -11,17 +12,13 @@ from dataclasses import replace
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from conveyor.client import Client, EnqueueOptions, EnqueueRequest
-from conveyor.core.durations import Duration, parse_duration, parse_timeout
+from conveyor.core.durations import Duration
 from conveyor.core.errors import ConfigurationError
-from conveyor.core.names import InvalidQueueName, check_queue_name
 from conveyor.core.periodic import ScheduleDef, define
-from conveyor.core.registry import JobType, Registry, payload_model_for
-from conveyor.core.retry import RetryPolicy
+from conveyor.core.registry import JobType, Registry, job_type_for
 from conveyor.core.settings import Settings, load_settings
 from conveyor.core.views import JobView, Page
-from conveyor.dispatch.base import Dispatcher
-from conveyor.dispatch.database import WAKE_CHANNEL, DatabaseDispatcher
-from conveyor.store import Engine, JobStore, make_engine
+from conveyor.services import Services
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,6 +35,7 @@ class Conveyor:
         self.schedules: dict[str, ScheduleDef] = {}
         self._settings = settings
         self._overrides = overrides
+        self._services: Services | None = None
         self._client: Client | None = None
         self._lock = threading.Lock()
 
@@ -50,39 +48,29 @@ class Conveyor:
         return self._settings
 
     @property
+    def services(self) -> Services:
+        """This process's connections and stores (``conveyor.services``), made on first use."""
+        if self._services is None:
+            with self._lock:
+                if self._services is None:
+                    self._services = Services.build(self.settings)
+        return self._services
+
+    @property
     def client(self) -> Client:
         if self._client is None:
+            s = self.services
             with self._lock:
                 if self._client is None:
-                    self._client = self._connect()
+                    self._client = Client(
+                        self.registry, s.settings, s.jobs, s.clock, s.handoff, s.events
+                    )
         return self._client
 
-    def _connect(self) -> Client:
-        settings = self.settings
-        engine = make_engine(settings.database_url)
-        dispatcher = self.make_dispatcher("client", engine)
-        # Database dispatch: the enqueue's own statement wakes idle workers (NOTIFY).
-        wake = None if dispatcher.delivers else WAKE_CHANNEL
-        return Client(self.registry, settings, JobStore(engine, wake), dispatcher)
-
-    def make_dispatcher(self, consumer: str, engine: Engine) -> Dispatcher:
-        """Redis streams when CONVEYOR_REDIS_URL is set, else the database itself."""
-        if not self.settings.redis_url:
-            return DatabaseDispatcher(engine)
-        from conveyor.dispatch.redis import RedisDispatcher
-
-        return RedisDispatcher(
-            self.settings.redis_url,
-            prefix=self.settings.redis_prefix,
-            consumer=consumer,
-            window=self.settings.dispatch_window,
-        )
-
     def close(self) -> None:
-        if self._client is not None:
-            self._client.dispatcher.close()
-            self._client.jobs.engine.dispose()
-            self._client = None
+        services, self._services, self._client = self._services, None, None
+        if services is not None:
+            services.close()
 
     # -- job types --------------------------------------------------------------------------
 
@@ -112,54 +100,8 @@ class Conveyor:
             return self._register(fn, **options)
         return lambda handler: self._register(handler, **options)
 
-    def _register(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str | None = None,
-        queue: str = "default",
-        retries: int | None = None,
-        timeout: Duration | None = None,
-        stages: Sequence[str] = (),
-        retry_on: Iterable[type[BaseException]] = (),
-        dont_retry_on: Iterable[type[BaseException]] = (),
-        backoff_base: Duration | None = None,
-        backoff_cap: Duration | None = None,
-        secret_fields: Iterable[str] = (),
-        isolated: bool = False,
-    ) -> JobFunction[Any, Any]:
-        job_name = name or fn.__name__
-        if retries is not None and (not isinstance(retries, int) or retries < 0):
-            raise ConfigurationError(f"job {job_name!r}: retries must be a whole number >= 0")
-        try:
-            check_queue_name(queue)
-        except InvalidQueueName as exc:
-            raise ConfigurationError(f"job {job_name!r}: {exc.message}") from None
-        # Defaults that depend on settings are read now only if given; otherwise the
-        # documented defaults apply (settings may not be loadable at import time).
-        policy = RetryPolicy(
-            max_attempts=(3 if retries is None else retries) + 1,
-            base_s=1.0
-            if backoff_base is None
-            else parse_duration(backoff_base, name="backoff_base"),
-            cap_s=300.0 if backoff_cap is None else parse_duration(backoff_cap, name="backoff_cap"),
-            retry_on=tuple(retry_on),
-            dont_retry_on=tuple(dont_retry_on),
-        )
-        model, takes_context = payload_model_for(job_name, fn)
-        timeout_s = parse_timeout(timeout) if timeout is not None else None
-        job_type = JobType(
-            name=job_name,
-            handler=fn,
-            queue=queue,
-            policy=policy,
-            timeout_s=timeout_s,
-            stages=tuple(stages),
-            payload_model=model,
-            takes_context=takes_context,
-            secret_fields=frozenset(secret_fields),
-            isolated=bool(isolated),
-        )
+    def _register(self, fn: Callable[..., Any], **options: Any) -> JobFunction[Any, Any]:
+        job_type = job_type_for(fn, **options)
         self.registry.add(job_type)
         return JobFunction(self, job_type)
 

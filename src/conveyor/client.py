@@ -21,7 +21,7 @@ from conveyor.core.settings import Settings
 from conveyor.core.states import State
 from conveyor.core.storable import Unstorable, checked_json, text_problem
 from conveyor.core.views import JobView, Page
-from conveyor.dispatch.base import Dispatcher
+from conveyor.dispatch.base import Events, Handoff
 from conveyor.store import Inserted, JobStore, NewJob
 from conveyor.store.clock import DbClock
 from conveyor.store.transactional import caller_connection, on_commit
@@ -61,13 +61,22 @@ def _checked_size(job_type: str, payload: dict[str, Any]) -> int:
 
 class Client:
     def __init__(
-        self, registry: Registry, settings: Settings, jobs: JobStore, dispatcher: Dispatcher
+        self,
+        registry: Registry,
+        settings: Settings,
+        jobs: JobStore,
+        clock: DbClock,
+        handoff: Handoff,
+        events: Events,
     ) -> None:
+        """``clock``: the database's time (created_at, due times, cancels); ``handoff``:
+        where committed queued jobs go; ``events``: who hears of a cancel or a retry."""
         self.registry = registry
         self.settings = settings
         self.jobs = jobs
-        self.dispatcher = dispatcher
-        self.clock = DbClock(jobs.engine)  # created_at, due times, cancels: the database's time
+        self.clock = clock
+        self.handoff = handoff
+        self.events = events
 
     # -- enqueue ----------------------------------------------------------------------------
 
@@ -187,7 +196,7 @@ class Client:
 
     def dispatch(self, ready: list[tuple[str, str]]) -> None:
         try:
-            self.dispatcher.push(ready)
+            self.handoff.push(ready)
         except Exception as exc:  # the job is durable; the reconciler dispatches it later
             log.warning("dispatch of %d job(s) failed, they stay queued: %s", len(ready), exc)
 
@@ -233,7 +242,7 @@ class Client:
 
     def _announce(self, job_id: str) -> None:
         try:
-            self.dispatcher.publish([job_id])
+            self.events.publish([job_id])
         except Exception as exc:  # event streams fall back to polling
             log.debug("publishing a job event failed: %s", exc)
 

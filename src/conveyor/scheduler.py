@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from conveyor.client import EnqueueOptions, EnqueueRequest
+from conveyor.app import Conveyor
+from conveyor.client import Client, EnqueueOptions, EnqueueRequest
+from conveyor.core.periodic import ScheduleDef
 from conveyor.core.schedule import CatchUp, Spec, plan
-from conveyor.store import NewJob, make_engine
+from conveyor.reconciler import Reconciler, build_reconciler
+from conveyor.services import Services
+from conveyor.store import NewJob
 from conveyor.store.schedules import Fired, FirePlan, ScheduleStore
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.scheduler")
 
@@ -26,18 +30,24 @@ POLL_S = 0.5
 
 
 class Scheduler:
-    def __init__(self, app: Conveyor, *, poll_s: float = POLL_S) -> None:
-        self.app = app
+    def __init__(
+        self,
+        definitions: Mapping[str, ScheduleDef],
+        store: ScheduleStore,
+        client: Client,
+        *,
+        poll_s: float = POLL_S,
+    ) -> None:
+        """``definitions``: the schedules defined in code (``app.schedules``); ``client``
+        validates the jobs they make and hands them to workers."""
+        self.definitions = definitions
+        self.store = store
+        self.client = client
         self.poll_s = poll_s
-        # A scheduler frozen inside a transaction (SIGSTOP, a long GC pause) must not hold
-        # the others up: the server ends such a transaction after a few seconds.
-        self.store = ScheduleStore(
-            make_engine(app.settings.database_url, pool_size=2, idle_in_transaction_s=3)
-        )
 
     def sync(self) -> None:
         """Upsert the schedules defined in code; disable those removed from it."""
-        defined = [d.as_row() for d in self.app.schedules.values()]
+        defined = [d.as_row() for d in self.definitions.values()]
         self.store.sync_code(defined, self.store.db_now())
 
     def run_once(self) -> list[Fired]:
@@ -51,7 +61,7 @@ class Scheduler:
                 log.error("schedule %s: %s", row["name"], exc)
         ready = [(f.queue, f.job_id) for f in fired if f.queue and f.job_id]
         if ready:
-            self.app.client.dispatch(ready)
+            self.client.dispatch(ready)
         return fired
 
     def _apply(self, row: dict[str, Any], now: datetime) -> list[Fired]:
@@ -69,14 +79,14 @@ class Scheduler:
         now = self.store.db_now()
         fired = self.store.trigger(name, self._job_maker(row, now), now)
         if fired.queue and fired.job_id:
-            self.app.client.dispatch([(fired.queue, fired.job_id)])
+            self.client.dispatch([(fired.queue, fired.job_id)])
         return fired
 
     def _job_maker(self, row: dict[str, Any], now: datetime) -> Callable[[datetime], NewJob]:
         request = EnqueueRequest(
             row["job_type"], row["payload"], EnqueueOptions(queue=row["queue"])
         )
-        return lambda _tick: self.app.client.prepare(request, now)
+        return lambda _tick: self.client.prepare(request, now)
 
     async def loop(self, stopping: asyncio.Event) -> None:
         """Run passes until ``stopping`` is set; survives database outages."""
@@ -93,3 +103,30 @@ class Scheduler:
                 await asyncio.wait_for(stopping.wait(), self.poll_s)
             except TimeoutError:
                 pass
+
+
+def scheduler_for(app: Conveyor) -> Scheduler:
+    """``app``'s scheduler on the app's own connections (the API, ``conveyor schedules``)."""
+    return Scheduler(app.schedules, app.services.schedules, app.client)
+
+
+def build_scheduler_process(app: Conveyor) -> tuple[Scheduler, Reconciler]:
+    """``conveyor scheduler``: the scheduler, and the reconciler duties (taken when no
+    worker holds them), on connections of their own."""
+    holder = f"scheduler:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    services = Services.build(app.settings, consumer=holder, pool_size=2, clock_sync_s=None)
+    reconciler = build_reconciler(
+        upkeep=services.upkeep,
+        runs=services.runs,
+        workers=services.workers,
+        leases=services.leases,
+        handoff=services.handoff,
+        streams=services.streams,
+        clock=services.clock,
+        io=asyncio.to_thread,
+        registry=app.registry,
+        settings=app.settings,
+        holder=holder,
+        queues=sorted({t.queue for t in app.registry}),
+    )
+    return Scheduler(app.schedules, services.schedules, app.client), reconciler

@@ -5,14 +5,14 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from conveyor.api import create_app
-from conveyor.scheduler import Scheduler
+from conveyor.scheduler import scheduler_for
 from tests.conftest import Backend, wait_for
 from tests.integration.test_scheduler import periodic_app
 
 
 def test_schedules_over_http(db_backend: Backend) -> None:
     app = periodic_app(db_backend)
-    Scheduler(app).sync()
+    scheduler_for(app).sync()
     http = TestClient(create_app(app))
 
     listed = http.get("/schedules").json()

@@ -32,7 +32,7 @@ from conveyor.api import create_app
 from conveyor.core.errors import ConveyorError
 from conveyor.core.settings import Settings
 from conveyor.core.storable import text_problem
-from conveyor.scheduler import Scheduler
+from conveyor.scheduler import scheduler_for
 from conveyor.store import make_engine
 from conveyor.store.schema import upgrade
 from tests.apps.jobs import app as jobs_app
@@ -73,7 +73,7 @@ class Target:
         self.conveyor.registry = jobs_app.registry
         self.api = create_app(self.conveyor)
         self.http = TestClient(self.api)
-        self.scheduler = Scheduler(self.conveyor)
+        self.scheduler = scheduler_for(self.conveyor)
         self.schema = schemathesis.openapi.from_asgi("/openapi.json", self.api).exclude(
             path_regex=STREAM
         )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from conveyor import State
 from conveyor.client import EnqueueRequest
-from conveyor.store import RunStore
+from conveyor.store import ClaimStore, UpkeepStore
 from conveyor.store.clock import DbClock
 from tests.conftest import Backend
 
@@ -16,8 +16,8 @@ def test_claim_next_takes_exactly_the_counts_oldest_first(backend: Backend) -> N
     app = backend.app()
     low = app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(300)])
     crit = app.enqueue_many([EnqueueRequest("weighted_critical", {"n": i}) for i in range(5)])
-    runs = RunStore(app.client.jobs.engine)
-    got = runs.claim_next({"low": 3, "critical": 10}, "w", datetime.now(UTC), 30)
+    claims = ClaimStore(app.client.jobs.engine)
+    got = claims.claim_next({"low": 3, "critical": 10}, "w", datetime.now(UTC), 30)
     by_queue: dict[str, list[str]] = {}
     for job in got:
         by_queue.setdefault(job.queue, []).append(job.id)
@@ -31,14 +31,14 @@ def test_claim_next_takes_exactly_the_counts_oldest_first(backend: Backend) -> N
 def test_concurrent_claimers_never_share_a_job(backend: Backend) -> None:
     app = backend.app()
     app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(400)])
-    runs = RunStore(app.client.jobs.engine)
+    claims = ClaimStore(app.client.jobs.engine)
     claimed: list[list[str]] = [[] for _ in range(4)]
     barrier = threading.Barrier(4)
 
     def claimer(slot: int) -> None:
         barrier.wait()
         while True:
-            got = runs.claim_next({"low": 7}, f"w{slot}", datetime.now(UTC), 30)
+            got = claims.claim_next({"low": 7}, f"w{slot}", datetime.now(UTC), 30)
             if not got:
                 return
             assert len(got) <= 7
@@ -58,21 +58,21 @@ def test_claim_ids_skips_stale_deliveries(backend: Backend) -> None:
     fresh = app.enqueue("add", {"a": 1})
     canceled = app.enqueue("add", {"a": 2})
     app.cancel(canceled.id)
-    runs = RunStore(app.client.jobs.engine)
+    claims = ClaimStore(app.client.jobs.engine)
     now = datetime.now(UTC)
-    got = runs.claim_ids([fresh.id, canceled.id, fresh.id], "w", now, 30)
+    got = claims.claim_ids([fresh.id, canceled.id, fresh.id], "w", now, 30)
     assert [j.id for j in got] == [fresh.id]
-    assert runs.claim_ids([fresh.id], "w2", now, 30) == []  # a duplicate delivery
-    assert runs.existing([fresh.id, "00000000-0000-7000-8000-000000000000"]) == {fresh.id}
+    assert claims.claim_ids([fresh.id], "w2", now, 30) == []  # a duplicate delivery
+    assert claims.existing([fresh.id, "00000000-0000-7000-8000-000000000000"]) == {fresh.id}
 
 
 def test_promote_due_moves_only_due_jobs(backend: Backend) -> None:
     app = backend.app()
     soon = app.enqueue("add", {"a": 1}, delay="1s")
     later = app.enqueue("add", {"a": 2}, delay="1h")
-    runs = RunStore(app.client.jobs.engine)
-    assert runs.promote_due(datetime.now(UTC)) == []
-    promoted = runs.promote_due(datetime.now(UTC) + timedelta(seconds=2))
+    upkeep = UpkeepStore(app.client.jobs.engine)
+    assert upkeep.promote_due(datetime.now(UTC)) == []
+    promoted = upkeep.promote_due(datetime.now(UTC) + timedelta(seconds=2))
     assert promoted == [(soon.id, "default")]
     assert app.get(soon.id).state is State.QUEUED
     assert app.get(later.id).state is State.SCHEDULED
@@ -87,8 +87,8 @@ def test_a_backlog_is_claimed_after_a_cursor_that_expires_or_runs_short(
     from sqlalchemy import update
 
     from conveyor.core.shares import Shares
+    from conveyor.delivery.database import CURSOR_S, DatabaseSource
     from conveyor.store.tables import jobs
-    from conveyor.worker.source import CURSOR_S, DatabaseSource
 
     app = db_backend.app()
     handles = app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(10)])
@@ -96,7 +96,7 @@ def test_a_backlog_is_claimed_after_a_cursor_that_expires_or_runs_short(
     engine = app.client.jobs.engine
     now = [0.0]
     source = DatabaseSource(
-        RunStore(engine), "w", 30, now=DbClock(engine).now, clock=lambda: now[0]
+        ClaimStore(engine), "w", 30, now=DbClock(engine).now, clock=lambda: now[0]
     )
     shares = Shares({"low": 1})
 
@@ -121,6 +121,6 @@ def test_claim_next_after_a_cursor_skips_older_jobs(db_backend: Backend) -> None
     ids = [
         h.id for h in app.enqueue_many([EnqueueRequest("weighted_low", {"n": i}) for i in range(6)])
     ]
-    runs = RunStore(app.client.jobs.engine)
-    got = runs.claim_next({"low": 10}, "w", datetime.now(UTC), 30, after={"low": ids[2]})
+    claims = ClaimStore(app.client.jobs.engine)
+    got = claims.claim_next({"low": 10}, "w", datetime.now(UTC), 30, after={"low": ids[2]})
     assert sorted(j.id for j in got) == ids[3:]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import redis
 
 from conveyor.client import EnqueueRequest
 from conveyor.dispatch import keys
 from conveyor.dispatch.redis import RedisDispatcher
+from conveyor.reconciler import StreamFeeder
+from conveyor.store import ClaimStore, UpkeepStore
 from tests.conftest import Backend, wait_for
 
 
@@ -145,42 +149,54 @@ def test_a_lost_id_behind_a_backlog_is_repaired(pg_redis: Backend) -> None:
     assert time.monotonic() - started < 10
 
 
+class Watched:
+    """A dispatcher's streams, noting which queues' streams were read back (``held``)."""
+
+    def __init__(self, streams: RedisDispatcher) -> None:
+        self.streams = streams
+        self.read: list[str] = []
+
+    def push(self, items: Sequence[tuple[str, str]]) -> None:
+        self.streams.push(items)
+
+    def depth(self, queue: str) -> int:
+        return self.streams.depth(queue)
+
+    def held(self, queue: str, limit: int) -> set[str]:
+        self.read.append(queue)
+        return self.streams.held(queue, limit)
+
+    def reclaim(self, queue: str, idle_s: float) -> int:
+        return self.streams.reclaim(queue, idle_s)
+
+
 def test_between_full_passes_the_backlog_is_fed_in_id_order_from_where_it_stopped(
     pg_redis: Backend,
 ) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from conveyor.store import RunStore
-    from conveyor.store.clock import DbClock
-    from conveyor.worker.maintenance import Maintenance
-
-    async def io(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return fn(*args, **kwargs)
-
     app = pg_redis.app(dispatch_window=50)
     ids = [h.id for h in app.enqueue_many([EnqueueRequest("add", {"a": i}) for i in range(120)])]
     dispatcher = _dispatcher(pg_redis)
-    runs = RunStore(app.client.jobs.engine)
-    maintenance = Maintenance(
-        runs, dispatcher, app.registry, app.settings, io, DbClock(runs.engine)
+    streams = Watched(dispatcher)
+    engine = app.client.jobs.engine
+    feeder = StreamFeeder(
+        UpkeepStore(engine), streams, lambda now: ["default"], 50, app.settings.lease_seconds
     )
-    maintenance.queues = ["default"]
     later = datetime.now(UTC) + timedelta(seconds=5)  # every job is old enough to feed
-    assert maintenance.feed(later, full=True) == 0  # the stream is full: nothing to add
+    assert feeder.run_once(later, full=True) == 0  # the stream is full: nothing to add
 
     def take(n: int) -> list[str]:
         got = dispatcher.fetch({"default": n}, block_s=0)
         dispatcher.ack(got)  # as a worker does once it claimed them
-        runs.claim_ids([d.job_id for d in got], "w", later, 30)
+        ClaimStore(engine).claim_ids([d.job_id for d in got], "w", later, 30)
         return [d.job_id for d in got]
 
     assert take(40) == ids[:40]
-    assert maintenance.feed(later) == 40  # topped up to the window (reading the stream once)
-    held: list[str] = []
-    original_held = dispatcher.held
-    dispatcher.held = lambda queue, limit: held.append(queue) or original_held(queue, limit)  # type: ignore[method-assign]
+    streams.read.clear()
+    assert feeder.run_once(later, full=False) == 40  # topped up to the window ...
+    assert streams.read == ["default"]  # ... reading the stream once
+    streams.read.clear()
     assert take(50) == ids[40:90]
-    assert maintenance.feed(later) == 30  # from where the last pass stopped ...
-    assert held == []  # ... without reading the stream back
+    assert feeder.run_once(later, full=False) == 30  # from where the last pass stopped ...
+    assert streams.read == []  # ... without reading the stream back
     assert take(50) == ids[90:]
-    assert maintenance.feed(later) == 0
+    assert feeder.run_once(later, full=False) == 0

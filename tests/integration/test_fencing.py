@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,17 +11,38 @@ from sqlalchemy import select
 from conveyor import JobNotFound, State
 from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.settings import Settings
-from conveyor.dispatch.database import DatabaseDispatcher
-from conveyor.store import Finish, ProgressUpdate, RunStore
+from conveyor.reconciler import Reconciler, build_reconciler
+from conveyor.store import (
+    ClaimStore,
+    Engine,
+    Finish,
+    ProgressUpdate,
+    RunStore,
+    UpkeepStore,
+    WorkerStore,
+)
 from conveyor.store.clock import DbClock
 from conveyor.store.tables import attempts
-from conveyor.worker.maintenance import Maintenance
 from tests.apps.jobs import app as jobs_app
 from tests.conftest import Backend
 
 
-async def _io(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-    return fn(*args, **kwargs)
+def _reconciler(engine: Engine, settings: Settings | None = None) -> Reconciler:
+    """A database-dispatch reconciler whose duties the tests call with ``now`` passed in."""
+    return build_reconciler(
+        upkeep=UpkeepStore(engine),
+        runs=RunStore(engine),
+        workers=WorkerStore(engine),
+        leases=None,
+        handoff=None,
+        streams=None,
+        clock=DbClock(engine),
+        io=asyncio.to_thread,
+        registry=jobs_app.registry,
+        settings=settings or Settings(),
+        holder="test",
+        queues=[],
+    )
 
 
 def test_stale_attempt_writes_are_rejected(backend: Backend) -> None:
@@ -30,25 +52,17 @@ def test_stale_attempt_writes_are_rejected(backend: Backend) -> None:
     now = datetime.now(UTC)
 
     # worker A claims with a short lease, then stalls past it
-    (a,) = runs.claim_ids([handle.id], "worker-a", now, lease_s=1)
+    (a,) = ClaimStore(runs.engine).claim_ids([handle.id], "worker-a", now, lease_s=1)
     assert a.attempt == 1
     later = now + timedelta(seconds=5)
-    maintenance = Maintenance(
-        runs,
-        DatabaseDispatcher(runs.engine),
-        jobs_app.registry,
-        Settings(),
-        _io,
-        DbClock(runs.engine),
-    )
-    assert maintenance.recover_expired(later) == 1
+    assert _reconciler(runs.engine).rescuer.run_once(later) == 1
     lost = app.get(handle.id)
     assert lost.state is State.FAILED  # sleeper has retries=0
     assert [x.outcome for x in lost.attempts] == ["worker_lost"]
 
     # an operator retries it; worker B claims attempt 2
     app.retry(handle.id)
-    (b,) = runs.claim_ids([handle.id], "worker-b", later, lease_s=30)
+    (b,) = ClaimStore(runs.engine).claim_ids([handle.id], "worker-b", later, lease_s=30)
     assert b.attempt == 2
 
     # A wakes up: its progress and its finish are both fenced off
@@ -97,8 +111,8 @@ def test_recovery_loses_to_a_renewed_lease(backend: Backend) -> None:
     runs = RunStore(app.client.jobs.engine)
     handle = app.enqueue("sleeper", {"seconds": 1})
     now = datetime.now(UTC)
-    (a,) = runs.claim_ids([handle.id], "worker-a", now, lease_s=1)
-    expired = runs.expired_runs(now + timedelta(seconds=2))
+    (a,) = ClaimStore(runs.engine).claim_ids([handle.id], "worker-a", now, lease_s=1)
+    expired = UpkeepStore(runs.engine).expired_runs(now + timedelta(seconds=2))
     assert [r.id for r in expired] == [handle.id]
     # the worker renews just before the recovery writes
     assert runs.renew_leases("worker-a", [(handle.id, a.attempt)], now + timedelta(seconds=2), 30)
@@ -122,17 +136,9 @@ def test_a_lost_run_that_was_being_canceled_ends_canceled(backend: Backend) -> N
     runs = RunStore(app.client.jobs.engine)
     handle = app.enqueue("flaky", {"fail_times": 0})  # retries=3: would otherwise retry
     now = datetime.now(UTC)
-    runs.claim_ids([handle.id], "worker-a", now, lease_s=1)
+    ClaimStore(runs.engine).claim_ids([handle.id], "worker-a", now, lease_s=1)
     assert app.cancel(handle.id).cancel_requested
-    maintenance = Maintenance(
-        runs,
-        DatabaseDispatcher(runs.engine),
-        jobs_app.registry,
-        Settings(),
-        _io,
-        DbClock(runs.engine),
-    )
-    assert maintenance.recover_expired(now + timedelta(seconds=5)) == 1
+    assert _reconciler(runs.engine).rescuer.run_once(now + timedelta(seconds=5)) == 1
     view = app.get(handle.id)
     assert view.state is State.CANCELED
     assert [a.outcome for a in view.attempts] == ["worker_lost"]
@@ -146,7 +152,7 @@ def test_retention_deletes_old_finished_jobs_only(backend: Backend) -> None:
     waiting = app.enqueue("add", {"a": 10})
     now = datetime.now(UTC)
     ids = [h.id for h in [*done, failed]]
-    claimed = runs.claim_ids(ids, "w", now, 30)
+    claimed = ClaimStore(runs.engine).claim_ids(ids, "w", now, 30)
     runs.finish(
         [
             Finish(
@@ -159,22 +165,15 @@ def test_retention_deletes_old_finished_jobs_only(backend: Backend) -> None:
         ]
     )  # fmt: skip
     settings = Settings(retention_completed_seconds=60, retention_failed_seconds=3600)
-    maintenance = Maintenance(
-        runs,
-        DatabaseDispatcher(runs.engine),
-        jobs_app.registry,
-        settings,
-        _io,
-        DbClock(runs.engine),
-    )
-    assert maintenance.apply_retention(now + timedelta(seconds=30)) == 0  # not old enough
-    assert maintenance.apply_retention(now + timedelta(seconds=120)) == 3  # completed ones
+    cleaner = _reconciler(runs.engine, settings).cleaner
+    assert cleaner.run_once(now + timedelta(seconds=30)) == 0  # not old enough
+    assert cleaner.run_once(now + timedelta(seconds=120)) == 3  # completed ones
     for h in done:
         with pytest.raises(JobNotFound):
             app.get(h.id)
     assert app.get(failed.id).state is State.FAILED  # kept longer
     assert app.get(waiting.id).state is State.QUEUED  # never touched
-    assert maintenance.apply_retention(now + timedelta(hours=2)) == 1
+    assert cleaner.run_once(now + timedelta(hours=2)) == 1
     with runs.engine.connect() as conn:  # their attempts went with them (no cascade does it)
         left = conn.execute(select(attempts.c.job_id).where(attempts.c.job_id.in_(ids))).all()
     assert left == []
@@ -185,7 +184,9 @@ def test_a_first_attempt_that_completed_is_recorded_by_the_job_row_alone(backend
     runs = RunStore(app.client.jobs.engine)
     first, second = app.enqueue("add", {"a": 1}), app.enqueue("add", {"a": 2})
     now = datetime.now(UTC)
-    claimed = {j.id: j for j in runs.claim_ids([first.id, second.id], "w1", now, 30)}
+    claimed = {
+        j.id: j for j in ClaimStore(runs.engine).claim_ids([first.id, second.id], "w1", now, 30)
+    }
     later = now + timedelta(seconds=1)
     runs.finish(
         [

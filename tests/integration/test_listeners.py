@@ -6,15 +6,14 @@ import asyncio
 
 import psycopg
 
-from conveyor.dispatch.database import CHANNEL, DatabaseDispatcher
-from conveyor.dispatch.events import pg_job_changes
 from conveyor.store import make_engine
+from conveyor.store.notify import EVENTS_CHANNEL, NotifyEvents, pg_job_changes
 
 
-def _notices(url: str, publish: DatabaseDispatcher, ids: list[str]) -> list[str]:
+def _notices(url: str, publish: NotifyEvents, ids: list[str]) -> list[str]:
     """What a bare LISTEN connection hears while ``publish`` sends ``ids``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"LISTEN {CHANNEL}")
+        conn.execute(f"LISTEN {EVENTS_CHANNEL}")
         publish.publish(ids)
         return [n.payload for n in conn.notifies(timeout=0.5)]
 
@@ -22,7 +21,7 @@ def _notices(url: str, publish: DatabaseDispatcher, ids: list[str]) -> list[str]
 def test_notices_are_sent_only_while_a_stream_holds_a_listener_lease(pg_database: str) -> None:
     engine = make_engine(pg_database)
     try:
-        idle = DatabaseDispatcher(engine)
+        idle = NotifyEvents(engine)
         assert _notices(pg_database, idle, ["a1"]) == []  # nobody holds a lease: no NOTIFY
         assert not idle.may_have_listeners()
 
@@ -30,7 +29,7 @@ def test_notices_are_sent_only_while_a_stream_holds_a_listener_lease(pg_database
             changes = pg_job_changes(pg_database)
             first = asyncio.ensure_future(anext(changes))
             await asyncio.sleep(0.5)  # LISTEN and the lease are in place
-            publisher = DatabaseDispatcher(engine)  # fresh: asks for listeners at once
+            publisher = NotifyEvents(engine)  # fresh: asks for listeners at once
             await asyncio.to_thread(publisher.publish, ["b1", "b2"])
             got = [await asyncio.wait_for(first, 5), await asyncio.wait_for(anext(changes), 5)]
             listening = publisher.may_have_listeners()
@@ -45,6 +44,6 @@ def test_notices_are_sent_only_while_a_stream_holds_a_listener_lease(pg_database
                 "SELECT count(*) FROM conveyor_leases WHERE name LIKE 'listen:%%'"
             ).scalar()
         assert held == 0
-        assert _notices(pg_database, DatabaseDispatcher(engine), ["c1"]) == []
+        assert _notices(pg_database, NotifyEvents(engine), ["c1"]) == []
     finally:
         engine.dispose()

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from conveyor import Conveyor
-from conveyor.scheduler import Scheduler
+from conveyor.scheduler import scheduler_for
 from tests.api.conftest import api_for
 from tests.apps import hostile
 from tests.conftest import ROOT, Backend, wait_for
@@ -105,7 +105,7 @@ def test_schedule_payloads_are_masked_on_every_route(db_backend: Backend) -> Non
             shown = response.json()
             for schedule in shown if isinstance(shown, list) else [shown]:
                 assert schedule["payload"] == {"user": "bob", "password": "***"}
-        assert Scheduler(app).store.get("nightly")["payload"] == payload  # stored as given
+        assert scheduler_for(app).store.get("nightly")["payload"] == payload  # stored as given
 
 
 def conveyor(backend: Backend, *args: str) -> subprocess.CompletedProcess[str]:

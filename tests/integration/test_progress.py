@@ -8,7 +8,7 @@ from typing import Any
 
 from conveyor import State
 from conveyor.store import RunStore
-from conveyor.worker.loop import Worker
+from conveyor.worker.process import build_worker
 from tests.conftest import Backend, wait_for
 
 
@@ -22,7 +22,7 @@ def test_ten_thousand_progress_reports_cost_a_few_writes(backend: Backend) -> No
         return original(self, updates, now)
 
     RunStore.save_progress = counting  # type: ignore[method-assign]
-    worker = Worker(app, queues={"default": 1}, concurrency=4)
+    worker = build_worker(app, queues={"default": 1}, concurrency=4)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_until_complete, args=(worker.run(),))
     thread.start()

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from conveyor.api import create_app
 from conveyor.client import EnqueueOptions, EnqueueRequest
 from conveyor.core.names import InvalidQueueName
-from conveyor.scheduler import Scheduler
+from conveyor.scheduler import scheduler_for
 from tests.api.conftest import error_of, listed_ids
 from tests.conftest import Backend
 from tests.integration.test_scheduler import periodic_app
@@ -53,7 +53,7 @@ def test_the_api_answers_422_naming_the_queue(db_backend: Backend) -> None:
 
 def test_schedules_refuse_invalid_queue_names(db_backend: Backend) -> None:
     app = periodic_app(db_backend)
-    Scheduler(app).sync()
+    scheduler_for(app).sync()
     with pytest.raises(InvalidQueueName):
         app.schedule("bad", "slow", every=5, queue="no good")
     with TestClient(create_app(app)) as http:

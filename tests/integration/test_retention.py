@@ -2,7 +2,8 @@
 finished, failed and canceled ones after RETENTION_FAILED_SECONDS, `0` keeps them, with their
 attempts, in batches of 1,000; waiting and running jobs are never deleted.
 
-Driven through the maintenance's retention step with ``now`` passed in: no sleeps.
+Driven through the reconciler's retention duty (``Cleaner``) with ``now`` passed in: no
+sleeps.
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ from sqlalchemy import func, select, update
 from conveyor import Conveyor, JobNotFound, State
 from conveyor.client import EnqueueRequest
 from conveyor.core.outcome import AttemptOutcome, ErrorInfo
-from conveyor.core.settings import Settings
-from conveyor.dispatch.database import DatabaseDispatcher
-from conveyor.store import Finish, RunStore
-from conveyor.store.clock import DbClock
+from conveyor.reconciler.retention import BATCH, Cleaner
+from conveyor.store import ClaimStore, Finish, RunStore, UpkeepStore
 from conveyor.store.tables import attempts, jobs
-from conveyor.worker.maintenance import Maintenance
-from tests.apps.jobs import app as jobs_app
 from tests.conftest import Backend, wait_for
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # when the test's jobs finished
@@ -31,11 +28,7 @@ COMPLETED_S = 60.0
 FAILED_S = 3600.0
 
 
-async def _io(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    return fn(*args, **kwargs)
-
-
-class CountingRuns(RunStore):
+class CountingUpkeep(UpkeepStore):
     """The real store, noting what each purge call deleted."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -48,25 +41,19 @@ class CountingRuns(RunStore):
         return deleted
 
 
-def _maintenance(app: Conveyor, **retention: float) -> tuple[Maintenance, CountingRuns]:
-    runs = CountingRuns(app.client.jobs.engine)
-    settings = Settings(**{f"retention_{k}_seconds": v for k, v in retention.items()})
-    made = Maintenance(
-        runs,
-        DatabaseDispatcher(runs.engine),
-        jobs_app.registry,
-        settings,
-        _io,
-        DbClock(runs.engine),
-    )
-    return made, runs
+def _cleaner(
+    app: Conveyor, completed_s: float, failed_s: float, batches: int = 10
+) -> tuple[Cleaner, CountingUpkeep]:
+    """The retention duty (``batches``: per rule a pass), and the store it purges through."""
+    upkeep = CountingUpkeep(app.client.jobs.engine)
+    return Cleaner(upkeep, completed_s, failed_s, batches), upkeep
 
 
 def _end(
-    runs: RunStore, ids: list[str], state: State, outcome: AttemptOutcome, at: datetime
+    upkeep: UpkeepStore, ids: list[str], state: State, outcome: AttemptOutcome, at: datetime
 ) -> None:
     """Claim the jobs and end their attempt as ``state`` at ``at``."""
-    claimed = runs.claim_ids(ids, "w", at - timedelta(seconds=1), 30)
+    claimed = ClaimStore(upkeep.engine).claim_ids(ids, "w", at - timedelta(seconds=1), 30)
     assert len(claimed) == len(ids)
     error = None if outcome is AttemptOutcome.COMPLETED else ErrorInfo("Boom", "it failed")
     run_at = at if state is State.RETRYING else None
@@ -75,29 +62,30 @@ def _end(
                started_at=at - timedelta(seconds=1), finished_at=at, error=error, run_at=run_at)
         for j in claimed
     ]  # fmt: skip
-    assert runs.finish(finishes) == len(ids)
+    assert RunStore(upkeep.engine).finish(finishes) == len(ids)
 
 
-def _finished_jobs(app: Conveyor, runs: RunStore) -> dict[str, str]:
+def _finished_jobs(app: Conveyor, upkeep: UpkeepStore) -> dict[str, str]:
     """One job per way of ending, all at T0, most with attempt rows: name -> id."""
     made = {name: app.enqueue("add", {"a": i}).id for i, name in enumerate(NAMES)}
-    _end(runs, [made["completed"]], State.COMPLETED, AttemptOutcome.COMPLETED, T0)
-    _end(runs, [made["completed on retry"]], State.RETRYING, AttemptOutcome.ERROR, T0)
-    runs.promote_due(T0)
-    _end(runs, [made["completed on retry"]], State.COMPLETED, AttemptOutcome.COMPLETED, T0)
-    _end(runs, [made["failed"]], State.FAILED, AttemptOutcome.ERROR, T0)
+    _end(upkeep, [made["completed"]], State.COMPLETED, AttemptOutcome.COMPLETED, T0)
+    _end(upkeep, [made["completed on retry"]], State.RETRYING, AttemptOutcome.ERROR, T0)
+    upkeep.promote_due(T0)
+    _end(upkeep, [made["completed on retry"]], State.COMPLETED, AttemptOutcome.COMPLETED, T0)
+    _end(upkeep, [made["failed"]], State.FAILED, AttemptOutcome.ERROR, T0)
     app.client.jobs.cancel(made["canceled waiting"], T0)
-    runs.claim_ids([made["canceled running"]], "w", T0 - timedelta(seconds=1), 30)
+    claims = ClaimStore(upkeep.engine)
+    claims.claim_ids([made["canceled running"]], "w", T0 - timedelta(seconds=1), 30)
     app.client.jobs.cancel(made["canceled running"], T0)  # asks its worker ...
-    _end_claimed(runs, made["canceled running"], State.CANCELED, AttemptOutcome.CANCELED)
+    _end_claimed(upkeep, made["canceled running"], State.CANCELED, AttemptOutcome.CANCELED)
     return made
 
 
-def _end_claimed(runs: RunStore, job_id: str, state: State, outcome: AttemptOutcome) -> None:
+def _end_claimed(upkeep: UpkeepStore, job_id: str, state: State, outcome: AttemptOutcome) -> None:
     """... which ends the attempt as canceled (the job was claimed already)."""
     finish = Finish(job_id=job_id, attempt=1, state=state, outcome=outcome, worker_id="w",
                     started_at=T0 - timedelta(seconds=1), finished_at=T0)  # fmt: skip
-    assert runs.finish([finish]) == 1
+    assert RunStore(upkeep.engine).finish([finish]) == 1
 
 
 NAMES = ["completed", "completed on retry", "failed", "canceled waiting", "canceled running"]
@@ -125,22 +113,22 @@ def _attempt_rows(app: Conveyor, ids: dict[str, str]) -> dict[str, int]:
 
 def test_finished_jobs_go_after_their_retention_with_their_attempts(db_backend: Backend) -> None:
     app = db_backend.app()
-    maintenance, runs = _maintenance(app, completed=COMPLETED_S, failed=FAILED_S)
-    ids = _finished_jobs(app, runs)
+    cleaner, upkeep = _cleaner(app, COMPLETED_S, FAILED_S)
+    ids = _finished_jobs(app, upkeep)
     assert {app.get(i).state for i in ids.values()} == {
         State.COMPLETED, State.FAILED, State.CANCELED
     }  # fmt: skip
     rows = _attempt_rows(app, ids)
     assert rows == {"completed on retry": 2, "failed": 1, "canceled running": 1}
 
-    assert maintenance.apply_retention(T0 + timedelta(seconds=COMPLETED_S - 1)) == 0
+    assert cleaner.run_once(T0 + timedelta(seconds=COMPLETED_S - 1)) == 0
     assert _present(app, ids) == set(NAMES)
-    assert maintenance.apply_retention(T0 + timedelta(seconds=COMPLETED_S + 1)) == 2
+    assert cleaner.run_once(T0 + timedelta(seconds=COMPLETED_S + 1)) == 2
     assert _present(app, ids) == set(NAMES) - COMPLETED
     assert _attempt_rows(app, ids) == {"failed": 1, "canceled running": 1}  # theirs are gone
 
-    assert maintenance.apply_retention(T0 + timedelta(seconds=FAILED_S - 1)) == 0
-    assert maintenance.apply_retention(T0 + timedelta(seconds=FAILED_S + 1)) == 3
+    assert cleaner.run_once(T0 + timedelta(seconds=FAILED_S - 1)) == 0
+    assert cleaner.run_once(T0 + timedelta(seconds=FAILED_S + 1)) == 3
     assert _present(app, ids) == set()
     assert _attempt_rows(app, ids) == {}
 
@@ -153,15 +141,15 @@ def test_zero_keeps_them(
     db_backend: Backend, completed_s: float, failed_s: float, kept: set[str]
 ) -> None:
     app = db_backend.app()
-    maintenance, runs = _maintenance(app, completed=completed_s, failed=failed_s)
-    ids = _finished_jobs(app, runs)
-    maintenance.apply_retention(T0 + timedelta(days=365 * 100))
+    cleaner, upkeep = _cleaner(app, completed_s, failed_s)
+    ids = _finished_jobs(app, upkeep)
+    cleaner.run_once(T0 + timedelta(days=365 * 100))
     assert _present(app, ids) == kept
 
 
 def test_waiting_and_running_jobs_are_never_deleted_however_old(db_backend: Backend) -> None:
     app = db_backend.app()
-    maintenance, runs = _maintenance(app, completed=1, failed=1)
+    cleaner, upkeep = _cleaner(app, completed_s=1, failed_s=1)
     ids = {
         "queued": app.enqueue("add", {"a": 1}).id,
         "scheduled": app.enqueue("add", {"a": 2}, delay="1h").id,
@@ -171,11 +159,11 @@ def test_waiting_and_running_jobs_are_never_deleted_however_old(db_backend: Back
         "completed": app.enqueue("add", {"a": 6}).id,  # the control: this one must go
     }
     now = datetime.now(UTC)
-    _end(runs, [ids["retrying"]], State.RETRYING, AttemptOutcome.ERROR, now + timedelta(hours=1))
-    runs.claim_ids([ids["running"]], "w", now, 30)
-    _end(runs, [ids["failed, then retried"]], State.FAILED, AttemptOutcome.ERROR, now)
+    _end(upkeep, [ids["retrying"]], State.RETRYING, AttemptOutcome.ERROR, now + timedelta(hours=1))
+    ClaimStore(upkeep.engine).claim_ids([ids["running"]], "w", now, 30)
+    _end(upkeep, [ids["failed, then retried"]], State.FAILED, AttemptOutcome.ERROR, now)
     app.retry(ids["failed, then retried"])
-    _end(runs, [ids["completed"]], State.COMPLETED, AttemptOutcome.COMPLETED, now)
+    _end(upkeep, [ids["completed"]], State.COMPLETED, AttemptOutcome.COMPLETED, now)
     # Every time a row has is made ancient: only its state may keep it.
     ancient = datetime(2000, 1, 1, tzinfo=UTC)
     with app.client.jobs.engine.begin() as conn:
@@ -190,7 +178,7 @@ def test_waiting_and_running_jobs_are_never_deleted_however_old(db_backend: Back
         "queued": "queued", "scheduled": "scheduled", "retrying": "retrying",
         "running": "running", "failed, then retried": "queued", "completed": "completed",
     }  # fmt: skip
-    assert maintenance.apply_retention(now + timedelta(days=365 * 100)) == 1
+    assert cleaner.run_once(now + timedelta(days=365 * 100)) == 1
     assert _present(app, ids) == set(ids) - {"completed"}
     assert _attempt_rows(app, ids) == {"retrying": 1, "failed, then retried": 1}
 
@@ -199,21 +187,21 @@ def test_deleted_in_batches_of_1000_until_done_a_bounded_number_per_pass(
     db_backend: Backend,
 ) -> None:
     app = db_backend.app()
-    maintenance, runs = _maintenance(app, completed=COMPLETED_S, failed=FAILED_S)
+    two_batches, upkeep = _cleaner(app, COMPLETED_S, FAILED_S, batches=2)
     requests = [EnqueueRequest("add", {"a": i}) for i in range(3500)]
     ids = [i.id for i in app.enqueue_many(requests)]
-    _end(runs, ids, State.COMPLETED, AttemptOutcome.COMPLETED, T0)
+    _end(upkeep, ids, State.COMPLETED, AttemptOutcome.COMPLETED, T0)
     later = T0 + timedelta(seconds=COMPLETED_S + 1)
 
     # a pass allowed two batches per rule stops there; the next pass goes on
-    assert maintenance.apply_retention(later, batches=2) == 2000
-    assert runs.purged == [1000, 1000, 0]  # completed: two full batches; failed: none
-    runs.purged.clear()
-    assert maintenance.apply_retention(later) == 1500
-    assert runs.purged == [1000, 500, 0]  # until a batch comes back short
+    assert two_batches.run_once(later) == 2000
+    assert upkeep.purged == [1000, 1000, 0]  # completed: two full batches; failed: none
+    upkeep.purged.clear()
+    assert Cleaner(upkeep, COMPLETED_S, FAILED_S).run_once(later) == 1500
+    assert upkeep.purged == [1000, 500, 0]  # until a batch comes back short
     with app.client.jobs.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(jobs)).scalar() == 0
-    assert RunStore.purge.__defaults__ == (1000,)  # the batch size the promise states
+    assert BATCH == 1000  # the batch size the promise states
 
 
 def test_a_worker_applies_retention_by_itself(db_backend: Backend) -> None:
@@ -236,6 +224,6 @@ def test_a_worker_applies_retention_by_itself(db_backend: Backend) -> None:
             return True
         return False
 
-    # retention 1 s, applied on every full maintenance pass (RECONCILE_SECONDS = 0.5 here)
+    # retention 1 s, applied on every full reconciler pass (RECONCILE_SECONDS = 0.5 here)
     wait_for(lambda: gone(done.id) and gone(failed.id), timeout=15, what="retention")
     assert app.get(waiting.id).state is State.QUEUED

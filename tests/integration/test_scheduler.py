@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from conveyor import Conveyor, InvalidPayload, UnknownJobType
 from conveyor.core.schedule import InvalidSchedule
-from conveyor.scheduler import Scheduler
+from conveyor.scheduler import scheduler_for
 from conveyor.store.tables import jobs, schedule_fires, schedules
 from tests.apps import periodic
 from tests.conftest import Backend, wait_for
@@ -102,7 +102,7 @@ def test_catch_up_after_every_scheduler_was_down(
     app = periodic_app(db_backend)
     app.schedules = {}
     app.schedule("hourly-report", "slow", every="60s", catch_up=policy, payload={"seconds": 0})
-    scheduler = Scheduler(app)
+    scheduler = scheduler_for(app)
     scheduler.sync()
     now = scheduler.store.db_now()
     if now.second < 6:  # keep this minute's tick late (older than the 5 s grace)
@@ -145,7 +145,7 @@ def test_removing_a_schedule_from_code_disables_it_and_keeps_history(
     db_backend: Backend,
 ) -> None:
     app = periodic_app(db_backend)
-    scheduler = Scheduler(app)
+    scheduler = scheduler_for(app)
     scheduler.sync()
     scheduler.trigger("tick")
     app.schedules.pop("tick")
@@ -164,7 +164,7 @@ def test_pause_resume_trigger_from_the_command_line(db_backend: Backend) -> None
 
     b = db_backend
     app = periodic_app(b)
-    Scheduler(app).sync()
+    scheduler_for(app).sync()
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

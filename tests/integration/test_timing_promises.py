@@ -26,10 +26,11 @@ from conveyor import Conveyor, State, faults
 from conveyor.client import EnqueueRequest
 from conveyor.core.states import ACTIVE
 from conveyor.dispatch import keys
-from conveyor.store import RunStore, WorkerStore, make_engine
+from conveyor.dispatch.redis import RedisDispatcher
+from conveyor.reconciler import LEASE_NAME, Reconciler, build_reconciler
+from conveyor.store import ClaimStore, RunStore, UpkeepStore, WorkerStore, make_engine
 from conveyor.store.clock import DbClock, db_now
 from conveyor.store.tables import attempts, jobs, leases
-from conveyor.worker.maintenance import LEASE_NAME, Maintenance
 from tests.apps.jobs import app as jobs_app
 from tests.conftest import FAST, Backend, wait_for
 from tests.faults.conftest import Ledger
@@ -198,7 +199,7 @@ def test_a_dead_leader_is_replaced_within_the_documented_bound(db_backend: Backe
     """RECONCILE_SECONDS 1: the lease is 3 x 1 s; a follower tries every min(1 s, it)."""
     b = db_backend
     reconcile_s = 1.0
-    ttl = timedelta(seconds=max(2.0, 3 * reconcile_s))  # as Maintenance.lead takes it
+    ttl = timedelta(seconds=max(2.0, 3 * reconcile_s))  # as the leader lease is taken
     b.extra_env["CONVEYOR_RECONCILE_SECONDS"] = str(reconcile_s)
     app = b.app()
     workers = [b.worker(), b.worker()]
@@ -272,20 +273,41 @@ async def _io(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
 
-def _reconciler(app: Conveyor, name: str) -> Maintenance:
-    """A maintenance of its own (engine, dispatcher) that never asks for the leader lease."""
-    engine = make_engine(app.settings.database_url, pool_size=2)
-    made = Maintenance(
-        RunStore(engine),
-        app.make_dispatcher(name, engine),
-        jobs_app.registry,
-        app.settings,
-        _io,
-        DbClock(engine),
+def _reconciler(app: Conveyor, name: str) -> tuple[Reconciler, Callable[[], None]]:
+    """A reconciler of its own (engine, Redis connection) that never asks for the leader
+    lease, and what closes its connections."""
+    settings = app.settings
+    engine = make_engine(settings.database_url, pool_size=2)
+    streams = None
+    if settings.redis_url:
+        streams = RedisDispatcher(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            consumer=name,
+            window=settings.dispatch_window,
+        )
+    made = build_reconciler(
+        upkeep=UpkeepStore(engine),
+        runs=RunStore(engine),
+        workers=WorkerStore(engine),
+        leases=None,
+        handoff=streams,
+        streams=streams,
+        clock=DbClock(engine),
+        io=_io,
+        registry=jobs_app.registry,
+        settings=settings,
+        holder=name,
+        queues=["default"],
     )
-    made.queues = ["default"]
-    assert made.leases is None and made.lead()  # no lease store: it always leads
-    return made
+    assert made.leadership.lead()  # no lease store: it always leads
+
+    def close() -> None:
+        if streams is not None:
+            streams.close()
+        engine.dispose()
+
+    return made, close
 
 
 def test_two_reconcilers_at_once_promote_recover_and_feed_each_job_once(backend: Backend) -> None:
@@ -296,7 +318,7 @@ def test_two_reconcilers_at_once_promote_recover_and_feed_each_job_once(backend:
     start = _now(app)
     due = [app.enqueue("ledger", {}, delay="0.5s").id for _ in range(n)]
     running = [h.id for h in app.enqueue_many([EnqueueRequest("ledger", {})] * n)]
-    claimed = RunStore(app.client.jobs.engine).claim_ids(
+    claimed = ClaimStore(app.client.jobs.engine).claim_ids(
         running, "dead-worker", start - timedelta(seconds=10), 1
     )  # a worker that died 10 s ago holding them
     assert len(claimed) == n
@@ -304,21 +326,23 @@ def test_two_reconcilers_at_once_promote_recover_and_feed_each_job_once(backend:
     if b.redis_url:  # their dispatch is lost (as if Redis restarted empty)
         client = redis.Redis.from_url(b.redis_url)
         client.delete(keys.queue_stream(b.prefix, "default"))
-    now = start + timedelta(seconds=1.5)  # the delayed jobs are due, the lost ones stale
-    pair = [_reconciler(app, "reconciler-1"), _reconciler(app, "reconciler-2")]
+    # the delayed jobs are due, the lost ones stale (however long the enqueues took)
+    now = _now(app) + timedelta(seconds=1.5)
+    made = [_reconciler(app, "reconciler-1"), _reconciler(app, "reconciler-2")]
+    pair = [m for m, _ in made]
     gate = threading.Barrier(2)
     done: dict[str, Counter[str]] = {"reconciler-1": Counter(), "reconciler-2": Counter()}
     errors: list[BaseException] = []
 
-    def duties(m: Maintenance, tally: Counter[str]) -> None:
+    def duties(m: Reconciler, tally: Counter[str]) -> None:
         try:
             for _ in range(3):
                 gate.wait(10)
-                tally["promoted"] += m.promote_due(now)
+                tally["promoted"] += m.promoter.run_once(now)
                 gate.wait(10)
-                tally["recovered"] += m.recover_expired(now)
+                tally["recovered"] += m.rescuer.run_once(now)
                 gate.wait(10)
-                tally["fed"] += m.feed(now, full=True)
+                tally["fed"] += m.feeder.run_once(now, full=True) if m.feeder else 0
         except BaseException as exc:
             errors.append(exc)
             gate.abort()
@@ -333,9 +357,8 @@ def test_two_reconcilers_at_once_promote_recover_and_feed_each_job_once(backend:
         for thread in threads:
             thread.join(60)
     finally:
-        for m in pair:
-            m.dispatcher.close()
-            m.runs.engine.dispose()
+        for _, close in made:
+            close()
     assert errors == []
     total = sum(done.values(), Counter())
     print(f"\ntwo reconcilers at once ({b.name}): {dict(done)}")

@@ -13,9 +13,8 @@ from sqlalchemy import Engine
 
 from conveyor import State
 from conveyor.client import EnqueueRequest
-from conveyor.dispatch import database
-from conveyor.dispatch.database import WAKE_CHANNEL, Waker
-from conveyor.store import make_engine
+from conveyor.store import make_engine, notify
+from conveyor.store.notify import WAKE_CHANNEL, Waker
 from tests.conftest import Backend, _backend, libpq_url, wait_for
 
 
@@ -103,7 +102,7 @@ def test_the_waker_wakes_for_its_queues_only(engine: Engine, pg_database: str) -
 def test_the_waker_polls_while_its_connection_is_lost_then_listens_again(
     engine: Engine, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(database, "WAKER_RETRY_S", 0.5)
+    monkeypatch.setattr(notify, "WAKER_RETRY_S", 0.5)
     waker = Waker(engine, ["default"])
     try:
         waker.listen()

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from conveyor import State
-from tests.conftest import Backend, wait_for
+from tests.conftest import Backend, wait_for, wait_serving
 
 
 def test_async_and_sync_handlers_complete(backend: Backend) -> None:
@@ -126,6 +126,7 @@ def test_cancel_running_job_stops_it(backend: Backend, job_type: str) -> None:
 def test_delayed_job_runs_when_due(backend: Backend) -> None:
     app = backend.app()
     backend.worker()
+    wait_serving(app)  # the bound is on promotion, not on a worker process starting
     handle = app.enqueue("add", {"a": 1}, delay="1s")
     view = app.get(handle.id)
     assert view.state is State.SCHEDULED and view.scheduled_at

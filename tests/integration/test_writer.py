@@ -11,8 +11,8 @@ import pytest
 
 from conveyor import State
 from conveyor.core.outcome import AttemptOutcome
-from conveyor.dispatch.database import DatabaseDispatcher
-from conveyor.store import Finish, RunStore
+from conveyor.dispatch.base import NO_EVENTS, NO_HANDOFF
+from conveyor.store import ClaimStore, Finish, RunStore
 from conveyor.store.clock import DbClock
 from conveyor.store.stats import StatsStore
 from conveyor.worker.context import Progress
@@ -30,7 +30,8 @@ def _writer(runs: RunStore) -> Writer:
     return Writer(
         runs,
         StatsStore(runs.engine),
-        DatabaseDispatcher(runs.engine),
+        NO_HANDOFF,
+        NO_EVENTS,
         _io,
         DbClock(runs.engine).now,
     )
@@ -57,7 +58,9 @@ def test_a_refused_finish_fails_alone(
     app = db_backend.app()
     runs = RunStore(app.client.jobs.engine)
     handles = [app.enqueue("add", {"a": i}) for i in range(9)]
-    claimed = runs.claim_ids([h.id for h in handles], "w", datetime.now(UTC), lease_s=30)
+    claimed = ClaimStore(runs.engine).claim_ids(
+        [h.id for h in handles], "w", datetime.now(UTC), lease_s=30
+    )
     assert len(claimed) == 9
     # A value past every boundary check (written here directly): text no database column
     # can hold. Before the split, the writer retried the whole batch forever.
@@ -89,7 +92,9 @@ def test_a_refused_progress_report_is_dropped_alone(db_backend: Backend) -> None
     app = db_backend.app()
     runs = RunStore(app.client.jobs.engine)
     handles = [app.enqueue("add", {"a": i}) for i in range(3)]
-    claimed = runs.claim_ids([h.id for h in handles], "w", datetime.now(UTC), lease_s=30)
+    claimed = ClaimStore(runs.engine).claim_ids(
+        [h.id for h in handles], "w", datetime.now(UTC), lease_s=30
+    )
     writer = _writer(runs)
     for n, job in enumerate(claimed):
         progress = Progress(10.0 * n, None)

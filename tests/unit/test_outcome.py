@@ -17,6 +17,7 @@ from conveyor.core.outcome import (
     ErrorInfo,
     cap_traceback,
     decide,
+    decide_lost,
 )
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.states import State
@@ -179,6 +180,54 @@ def test_decide_without_rng() -> None:
     assert d.state is State.RETRYING
     assert d.run_at is not None
     assert NOW <= d.run_at <= NOW + timedelta(seconds=POLICY.backoff_window_s(1))
+
+
+# -- a run whose worker died --------------------------------------------------------------
+
+
+def lost(n: int, *, cancel_requested: bool = False, policy: RetryPolicy = POLICY) -> Decision:
+    return decide_lost(
+        "w-1",
+        policy=policy,
+        attempt_number=n,
+        now=NOW,
+        cancel_requested=cancel_requested,
+        rng=random.Random(0),
+    )
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_a_lost_run_with_attempts_left_retries(n: int) -> None:
+    d = lost(n)
+    assert d.state is State.RETRYING
+    assert d.run_at is not None
+    assert NOW <= d.run_at <= NOW + timedelta(seconds=POLICY.backoff_window_s(n))
+    assert d.charges_attempt is True
+    assert d.error == ErrorInfo("WorkerLost", "worker w-1 stopped renewing its lease")
+
+
+@pytest.mark.parametrize("n", [4, 5])
+def test_a_lost_run_on_its_last_attempt_fails(n: int) -> None:
+    d = lost(n)
+    assert d.state is State.FAILED
+    assert d.run_at is None
+    assert d.error == ErrorInfo("WorkerLost", "worker w-1 stopped renewing its lease")
+
+
+def test_a_lost_run_is_retried_whatever_the_policy_filters() -> None:
+    # there is no exception for retry_on to match: a lost worker is retried by count alone
+    policy = RetryPolicy(max_attempts=2, base_s=1.0, retry_on=(Transient,))
+    assert lost(1, policy=policy).state is State.RETRYING
+    assert lost(2, policy=policy).state is State.FAILED
+
+
+@pytest.mark.parametrize("n", [1, 4, 99])
+def test_a_lost_run_being_canceled_ends_canceled(n: int) -> None:
+    d = lost(n, cancel_requested=True)
+    assert d.state is State.CANCELED
+    assert d.run_at is None
+    assert d.charges_attempt is True
+    assert d.error == ErrorInfo("Canceled", "canceled")
 
 
 # -- tracebacks -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from conveyor.api import errors
 from conveyor.api.auth import TokenAuth
 from conveyor.api.batcher import EnqueueBatcher
-from conveyor.api.hub import hub_for
+from conveyor.api.hub import EventHub
 from conveyor.api.limits import BodyLimit
 from conveyor.api.metrics import EnqueuedCounts, SharedViews
 from conveyor.api.routes import jobs, schedules, system
@@ -33,7 +33,8 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     api.state.tokens = api_tokens(settings)
     api.state.enqueued = EnqueuedCounts()
     api.state.views = SharedViews()
-    api.state.hub = hub_for(settings)
+    changes = conveyor.services.changes()  # None: streams poll (SQLite without Redis)
+    api.state.hub = EventHub(changes) if changes is not None else None
     api.state.batcher = EnqueueBatcher(conveyor.client)
     errors.install(api)
     api.include_router(jobs.router)

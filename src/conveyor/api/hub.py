@@ -7,9 +7,6 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 
-from conveyor.core.settings import Settings
-from conveyor.dispatch.events import job_changes, pg_job_changes
-
 log = logging.getLogger("conveyor.api")
 
 
@@ -52,14 +49,3 @@ class EventHub:
                 failures += 1
                 log.warning("event subscription failed (%s); retrying", exc)
                 await asyncio.sleep(min(0.2 * 2**failures, 5.0))
-
-
-def hub_for(settings: Settings) -> EventHub | None:
-    """The hub for these settings; None on SQLite without Redis (streams poll)."""
-    if settings.redis_url:
-        url, prefix = settings.redis_url, settings.redis_prefix
-        return EventHub(lambda: job_changes(url, prefix))
-    if settings.database_url.startswith(("postgresql", "postgres")):
-        db_url = settings.database_url
-        return EventHub(lambda: pg_job_changes(db_url))
-    return None

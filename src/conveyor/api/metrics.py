@@ -25,9 +25,8 @@ from prometheus_client.core import (
 from conveyor.app import Conveyor
 from conveyor.core import metrics as names
 from conveyor.core.names import OTHER_QUEUE
-from conveyor.store import Engine
-from conveyor.store.stats import Overview, StatsStore
-from conveyor.store.workers import WorkerStore
+from conveyor.services import Services
+from conveyor.store.stats import Overview
 
 #: Most (type, queue) pairs the enqueue counter of one API process keeps apart; enqueues of
 #: later new pairs count under (type, OTHER_QUEUE).
@@ -103,8 +102,8 @@ class _Collector:
         self.conveyor = conveyor
 
     def collect(self) -> Iterator[Metric]:
-        engine = self.conveyor.client.jobs.engine
-        counted = StatsStore(engine).counters()
+        services = self.conveyor.services
+        counted = services.stats.counters()
         rows = counted.rows
         enq = CounterMetricFamily(
             "conveyor_jobs_enqueued", "Jobs enqueued through this API process.",
@@ -134,15 +133,15 @@ class _Collector:
             f'under queue="{OTHER_QUEUE}".',
             counted.folded,
         )
-        yield from self._gauges(engine)
+        yield from self._gauges(services)
 
-    def _gauges(self, engine: Engine) -> Iterator[Metric]:
+    def _gauges(self, services: Services) -> Iterator[Metric]:
         now = self.conveyor.client.clock.now()  # the database's time, which the rows are on
-        overview = StatsStore(engine).queue_overview(now)
+        overview = services.stats.queue_overview(now)
         yield from _queue_gauges(overview)
         since = now - timedelta(seconds=3 * self.conveyor.settings.heartbeat_seconds)
         alive = GaugeMetricFamily("conveyor_workers_alive", "Workers with a recent heartbeat.")
-        alive.add_metric([], len(WorkerStore(engine).alive(since)))
+        alive.add_metric([], len(services.workers.alive(since)))
         yield alive
 
 

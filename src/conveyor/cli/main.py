@@ -81,15 +81,20 @@ def worker(
     with_scheduler: bool,
 ) -> None:
     """Run jobs."""
-    from conveyor.worker.loop import Worker, default_queues, prepare_to_fork, run_event_loop
+    from conveyor.worker.process import (
+        build_worker,
+        default_queues,
+        prepare_to_fork,
+        run_event_loop,
+    )
     from conveyor.worker.supervisor import exit_for_restart, exit_now, reexec
 
     app = load_app(app_spec)
-    weights = parse_queues(queues) if queues else default_queues(app)
+    weights = parse_queues(queues) if queues else default_queues(app.registry, app.settings)
 
     def serve(migrate: bool = True, supervised: bool = False) -> None:
         replace = exit_for_restart if supervised else reexec
-        w = Worker(
+        w = build_worker(
             app,
             queues=weights,
             concurrency=concurrency,

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import uuid
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from conveyor.loading import load_app
-from conveyor.scheduler import Scheduler
-from conveyor.worker.maintenance import Maintenance
+from conveyor.scheduler import build_scheduler_process, scheduler_for
 
 console = Console()
 
@@ -22,22 +18,20 @@ console = Console()
 def run_scheduler(app_spec: str | None) -> None:
     """The scheduler, and the reconciler duties (taken when no worker holds them)."""
     app = load_app(app_spec)
-    scheduler = Scheduler(app)
-    holder = f"scheduler:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-    maintenance = Maintenance.standalone(app, holder, sorted({t.queue for t in app.registry}))
+    scheduler, reconciler = build_scheduler_process(app)
 
     async def main() -> None:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        await asyncio.gather(scheduler.loop(stopping), maintenance.loop(stopping))
+        await asyncio.gather(scheduler.loop(stopping), reconciler.loop(stopping))
 
     asyncio.run(main())
 
 
 def list_schedules(app_spec: str | None) -> None:
-    scheduler = Scheduler(load_app(app_spec))
+    scheduler = scheduler_for(load_app(app_spec))
     table = Table("name", "job type", "spec", "next fire", "last fire", "outcome", "state")
     for row in scheduler.store.all():
         last = scheduler.store.fires(row["name"], limit=1)
@@ -58,7 +52,7 @@ def list_schedules(app_spec: str | None) -> None:
 
 
 def act(app_spec: str | None, action: str, name: str) -> None:
-    scheduler = Scheduler(load_app(app_spec))
+    scheduler = scheduler_for(load_app(app_spec))
     store = scheduler.store
     if action == "trigger":
         fired = scheduler.trigger(name)

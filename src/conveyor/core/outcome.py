@@ -124,6 +124,30 @@ def decide(
     return Decision(State.RETRYING, run_at=now + timedelta(seconds=delay_s), error=attempt.error)
 
 
+def decide_lost(
+    worker_id: str | None,
+    *,
+    policy: RetryPolicy,
+    attempt_number: int,
+    now: datetime,
+    cancel_requested: bool,
+    rng: random.Random | None = None,
+) -> Decision:
+    """The next state of a run whose worker stopped renewing its lease (it died, hung or lost
+    the database): retried or failed by policy, as an attempt that raised nothing is; but
+    canceled when it was being canceled, since no worker is left to finish the cancel.
+
+    ``attempt_number`` is the 1-based count of attempts charged so far, the lost one included.
+    """
+    if cancel_requested:
+        return Decision(State.CANCELED, error=ErrorInfo("Canceled", "canceled"))
+    lost = Attempt(
+        AttemptOutcome.WORKER_LOST,
+        error=ErrorInfo("WorkerLost", f"worker {worker_id} stopped renewing its lease"),
+    )
+    return decide(lost, policy=policy, attempt_number=attempt_number, now=now, rng=rng)
+
+
 def _retryable(attempt: Attempt, policy: RetryPolicy) -> bool:
     exc = attempt.exception
     if exc is None:

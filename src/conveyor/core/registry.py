@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pydantic
 
+from conveyor.core.durations import Duration, parse_duration, parse_timeout
 from conveyor.core.errors import ConfigurationError, InvalidPayload, UnknownJobType
+from conveyor.core.names import InvalidQueueName, check_queue_name
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.storable import problems
 
@@ -180,3 +182,52 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._types)
+
+
+def job_type_for(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    retries: int | None = None,
+    timeout: Duration | None = None,
+    stages: Sequence[str] = (),
+    retry_on: Iterable[type[BaseException]] = (),
+    dont_retry_on: Iterable[type[BaseException]] = (),
+    backoff_base: Duration | None = None,
+    backoff_cap: Duration | None = None,
+    secret_fields: Iterable[str] = (),
+    isolated: bool = False,
+) -> JobType:
+    """The job type ``@app.job`` registers for ``fn``, its options checked (a bad one is a
+    ConfigurationError naming the job)."""
+    job_name = name or fn.__name__
+    if retries is not None and (not isinstance(retries, int) or retries < 0):
+        raise ConfigurationError(f"job {job_name!r}: retries must be a whole number >= 0")
+    try:
+        check_queue_name(queue)
+    except InvalidQueueName as exc:
+        raise ConfigurationError(f"job {job_name!r}: {exc.message}") from None
+    # Defaults that depend on settings are read now only if given; otherwise the
+    # documented defaults apply (settings may not be loadable at import time).
+    policy = RetryPolicy(
+        max_attempts=(3 if retries is None else retries) + 1,
+        base_s=1.0 if backoff_base is None else parse_duration(backoff_base, name="backoff_base"),
+        cap_s=300.0 if backoff_cap is None else parse_duration(backoff_cap, name="backoff_cap"),
+        retry_on=tuple(retry_on),
+        dont_retry_on=tuple(dont_retry_on),
+    )
+    model, takes_context = payload_model_for(job_name, fn)
+    timeout_s = parse_timeout(timeout) if timeout is not None else None
+    return JobType(
+        name=job_name,
+        handler=fn,
+        queue=queue,
+        policy=policy,
+        timeout_s=timeout_s,
+        stages=tuple(stages),
+        payload_model=model,
+        takes_context=takes_context,
+        secret_fields=frozenset(secret_fields),
+        isolated=bool(isolated),
+    )

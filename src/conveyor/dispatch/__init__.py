@@ -1,6 +1,6 @@
-"""Dispatch: the fast hand-off of job ids from producers to workers. Never the truth."""
+"""Dispatch: the fast hand-off of job ids from producers to workers over Redis, and job-change
+notices to event streams. Never the truth; the only package that speaks to Redis."""
 
-from conveyor.dispatch.base import Delivery, Dispatcher
-from conveyor.dispatch.database import DatabaseDispatcher
+from conveyor.dispatch.base import NO_EVENTS, NO_HANDOFF, Delivery, Events, Handoff
 
-__all__ = ["DatabaseDispatcher", "Delivery", "Dispatcher"]
+__all__ = ["NO_EVENTS", "NO_HANDOFF", "Delivery", "Events", "Handoff"]

@@ -1,8 +1,13 @@
-"""The dispatch port. Adapters move (queue, job id) pairs; the store decides what they mean."""
+"""The dispatch ports: how committed jobs reach workers at once, and how event streams hear
+that a job changed. Adapters move job ids; the store decides what they mean.
+
+Under database dispatch there is nothing to hand off (workers claim from the jobs table, and
+PostgreSQL's NOTIFY wakes them from the enqueue's own statement): ``NO_HANDOFF`` stands in.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,36 +19,42 @@ class Delivery:
     token: str  # adapter-specific handle used to acknowledge the delivery
 
 
-class Dispatcher(Protocol):
-    """Hands job ids to workers. Losing one is allowed: the reconciler re-dispatches."""
-
-    #: False when workers must claim straight from the database instead of calling fetch().
-    delivers: bool
+class Handoff(Protocol):
+    """Hands (queue, job id) pairs of committed queued jobs to workers. Losing one is
+    allowed: the reconciler feeds again what the database holds."""
 
     def push(self, items: Sequence[tuple[str, str]]) -> None:
-        """Make (queue, job id) pairs available to workers, in one round trip."""
+        """Make the pairs available to workers, in one round trip."""
 
-    def fetch(self, counts: Mapping[str, int], block_s: float) -> list[Delivery]:
-        """Up to ``counts[queue]`` deliveries per queue; waits up to ``block_s`` when idle."""
 
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Forget deliveries whose jobs were claimed in the database (or found stale)."""
-
-    def depth(self, queue: str) -> int:
-        """Ids the adapter holds for ``queue``: waiting and delivered-but-unacknowledged."""
-
-    def held(self, queue: str, limit: int) -> set[str]:
-        """Job ids the adapter holds for ``queue`` (at most ``limit`` looked at)."""
-
-    def reclaim(self, queue: str, idle_s: float) -> int:
-        """Make deliveries that a consumer fetched but never acknowledged (it died) for
-        ``idle_s`` deliverable again; returns how many."""
+class Events(Protocol):
+    """Job-change notices for event streams; best effort."""
 
     def publish(self, job_ids: Sequence[str]) -> None:
-        """Tell listeners (event streams) that these jobs changed; best effort."""
+        """Tell listeners that these jobs changed."""
 
     def may_have_listeners(self) -> bool:
         """False when publishing is known to reach no one just now (answered without I/O:
         callers skip the hand-off to an I/O thread)."""
 
-    def close(self) -> None: ...
+
+class _NoHandoff:
+    """Database dispatch: workers find committed jobs in the table themselves."""
+
+    def push(self, items: Sequence[tuple[str, str]]) -> None:
+        return None
+
+
+class _NoEvents:
+    """SQLite without Redis: nobody can listen; event streams poll."""
+
+    def publish(self, job_ids: Sequence[str]) -> None:
+        return None
+
+    def may_have_listeners(self) -> bool:
+        return False
+
+
+NO_HANDOFF: Handoff = _NoHandoff()
+NO_EVENTS: Events = _NoEvents()
+

@@ -36,7 +36,8 @@ return added
 
 
 class RedisDispatcher:
-    delivers = True
+    """The Redis adapter: a ``Handoff`` and an ``Events``, and what ``delivery.redis`` reads
+    and the reconciler's feeder repairs (fetch, ack, depth, held, reclaim)."""
 
     def __init__(
         self,
@@ -59,7 +60,7 @@ class RedisDispatcher:
 
     def push(self, items: Sequence[tuple[str, str]]) -> None:
         """Add ids while each queue's stream is below the window; the rest stay in the
-        database, from where maintenance feeds them in as the stream drains."""
+        database, from where the reconciler feeds them in as the stream drains."""
         if not items:
             return
         by_queue: dict[str, list[str]] = {}

@@ -2,13 +2,16 @@
 
 from sqlalchemy import Engine
 
+from conveyor.store.claims import ClaimStore
 from conveyor.store.engine import make_engine
 from conveyor.store.jobs import JobStore
 from conveyor.store.records import ClaimedJob, ExpiredRun, Finish, Inserted, NewJob, ProgressUpdate
 from conveyor.store.runs import RunStore
+from conveyor.store.upkeep import UpkeepStore
 from conveyor.store.workers import WorkerStore
 
 __all__ = [
+    "ClaimStore",
     "ClaimedJob",
     "Engine",
     "ExpiredRun",
@@ -18,6 +21,7 @@ __all__ = [
     "NewJob",
     "ProgressUpdate",
     "RunStore",
+    "UpkeepStore",
     "WorkerStore",
     "make_engine",
 ]

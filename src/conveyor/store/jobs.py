@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Select, and_, select, text, update
+from sqlalchemy import Connection, Engine, Row, Select, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.errors import (
@@ -16,26 +16,28 @@ from conveyor.core.errors import (
 )
 from conveyor.core.ids import id_floor, is_job_id
 from conveyor.core.outcome import AttemptOutcome
-from conveyor.core.sizes import to_json
 from conveyor.core.states import RETRYABLE, State, check_transition
 from conveyor.core.storable import text_problem
 from conveyor.core.views import AttemptView, JobView, Page
+from conveyor.store import pg
 from conveyor.store.errors import translate_errors
+from conveyor.store.notify import WAKE_CHANNEL
 from conveyor.store.records import Inserted, NewJob
 from conveyor.store.tables import attempts, jobs
+from conveyor.store.writes import ROW_RECORDED_ATTEMPT, recorded_by_job_row
 
 MAX_PAGE = 1000
 ID_SLACK_MS = 1000
 
 
 class JobStore:
-    """``wake_channel`` (PostgreSQL): inserts that create queued jobs NOTIFY it with each
-    of their queues, in their own transaction, for idle database-dispatch workers."""
+    """``wake`` (PostgreSQL): inserts that create queued jobs NOTIFY ``WAKE_CHANNEL`` with
+    each of their queues, in their own transaction, for idle database-dispatch workers."""
 
-    def __init__(self, engine: Engine, wake_channel: str | None = None) -> None:
+    def __init__(self, engine: Engine, wake: bool = False) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        self.wake_channel = wake_channel if self.dialect == "postgresql" else None
+        self.wake_channel = WAKE_CHANNEL if wake and self.dialect == "postgresql" else None
 
     # -- insert -----------------------------------------------------------------------------
 
@@ -55,7 +57,7 @@ class JobStore:
         if self.dialect == "postgresql":
             plain_jobs = [job for job in new_jobs if job.idempotency_key is None]
             if plain_jobs:
-                _insert_rows(conn, plain_jobs, self.wake_channel)
+                pg.insert_rows(conn, plain_jobs, self.wake_channel)
         else:
             plain = [_row(job) for job in new_jobs if job.idempotency_key is None]
             if plain:
@@ -72,7 +74,7 @@ class JobStore:
                     keyed.add(inserted.queue)
         if self.wake_channel and keyed:
             for queue in sorted(keyed):
-                conn.execute(_NOTIFY, {"channel": self.wake_channel, "queue": queue})
+                conn.execute(pg.NOTIFY, {"channel": self.wake_channel, "payload": queue})
         return results
 
     def _insert_keyed(self, conn: Connection, job: NewJob) -> Inserted:
@@ -110,8 +112,9 @@ class JobStore:
                         .order_by(attempts.c.attempt)
                     )
                 ]
-                if row.state == State.COMPLETED.value and row.attempt == 1 and not history:
-                    history = [_first_attempt(row)]
+                completed = row.state == State.COMPLETED.value
+                if completed and recorded_by_job_row(row.attempt, AttemptOutcome.COMPLETED):
+                    history = history or [_first_attempt(row)]
         return job_view(row, history)
 
     @translate_errors
@@ -233,52 +236,6 @@ def _known_id(job_id: str) -> str:
     return job_id.lower()
 
 
-# One statement for any number of rows: the rows travel as one JSON document, so the server
-# parses and plans once (an executemany runs one INSERT per row) and the client encodes once,
-# in C (adapting arrays of values is Python).
-_INSERT_SQL = """
-    INSERT INTO conveyor_jobs (id, type, queue, state, payload, max_attempts, timeout_s,
-                               created_at, scheduled_at, updated_at, attempt, uncharged,
-                               cancel_requested)
-    SELECT id, type, queue, state, payload, max_attempts, timeout_s,
-           created_at, scheduled_at, created_at, 0, 0, false
-    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-         AS t(id uuid, type text, queue text, state text, payload jsonb, max_attempts int,
-              timeout_s float8, created_at timestamptz, scheduled_at timestamptz)
-"""
-_INSERT_ROWS = text(_INSERT_SQL)
-# The same, waking idle workers in the same statement: no round trip, no commit of its own.
-_INSERT_ROWS_WAKE = text(
-    f"""
-    WITH inserted AS ({_INSERT_SQL} RETURNING queue, state)
-    SELECT pg_notify(:channel, queue)
-      FROM (SELECT DISTINCT queue FROM inserted WHERE state = 'queued') AS woken
-    """
-)
-_NOTIFY = text("SELECT pg_notify(:channel, :queue)")
-
-
-def _insert_rows(conn: Connection, new_jobs: Sequence[NewJob], wake: str | None = None) -> None:
-    rows = [
-        {
-            "id": j.id,
-            "type": j.type,
-            "queue": j.queue,
-            "state": j.state.value,
-            "payload": j.payload,
-            "max_attempts": j.max_attempts,
-            "timeout_s": j.timeout_s,
-            "created_at": j.created_at.isoformat(),
-            "scheduled_at": j.scheduled_at.isoformat() if j.scheduled_at else None,
-        }
-        for j in new_jobs
-    ]
-    if wake is None:
-        conn.execute(_INSERT_ROWS, {"rows": to_json(rows)})
-    else:
-        conn.execute(_INSERT_ROWS_WAKE, {"rows": to_json(rows), "channel": wake}).all()
-
-
 def _row(job: NewJob) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -328,10 +285,10 @@ def job_view(row: Row[Any], history: list[AttemptView]) -> JobView:
 
 
 def _first_attempt(job: Row[Any]) -> AttemptView:
-    """The attempt a job completed at first try: its row alone records it (RunStore writes
-    no attempt row for it)."""
+    """The attempt a job completed at first try: its row alone records it (``RunStore``
+    writes no attempt row for it: ``recorded_by_job_row``)."""
     return AttemptView(
-        attempt=1,
+        attempt=ROW_RECORDED_ATTEMPT,
         worker_id=job.worker_id,
         started_at=job.started_at,
         finished_at=job.finished_at,

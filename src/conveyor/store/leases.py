@@ -1,15 +1,35 @@
-"""Named leases on the database clock: at most one holder at a time, taken over on expiry."""
+"""Named leases on the database clock: at most one holder at a time, taken over on expiry.
+
+Event-stream listeners hold leases too, in raw SQL (``HOLD_LISTENER``, ``DROP_LISTENER``):
+they run on a psycopg connection of their own, not an engine (see ``store.notify``).
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.store.clock import db_now
 from conveyor.store.errors import translate_errors
 from conveyor.store.tables import leases
+
+_NAMES = {c.name: c.name for c in leases.c} | {"leases": leases.name}
+
+#: Take or renew a listener's lease: parameters its name and its time to live in seconds.
+HOLD_LISTENER = (
+    "INSERT INTO {leases} ({name}, {holder}, {expires_at})"
+    " VALUES (%s, 'event stream', now() + make_interval(secs => %s))"
+    " ON CONFLICT ({name}) DO UPDATE SET {expires_at} = EXCLUDED.{expires_at}"
+).format_map(_NAMES)
+#: Drop a listener's lease: parameter its name.
+DROP_LISTENER = "DELETE FROM {leases} WHERE {name} = %s".format_map(_NAMES)
+#: Whether any unexpired lease's name starts with ``:prefix``.
+ANY_LISTENER = text(
+    "SELECT EXISTS (SELECT 1 FROM {leases}"
+    " WHERE starts_with({name}, :prefix) AND {expires_at} > now())".format_map(_NAMES)
+)
 
 
 class LeaseStore:

@@ -26,6 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from conveyor.core.states import State
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores naive UTC)."""
@@ -52,6 +54,10 @@ JsonDoc = JSON().with_variant(JSONB(), "postgresql")
 JobId = Uuid(as_uuid=False)
 
 metadata = MetaData()
+
+# The partial indexes' conditions (as the migrations spell them).
+_QUEUED = f"state = '{State.QUEUED.value}'"
+_WAITING = f"state IN ('{State.SCHEDULED.value}', '{State.RETRYING.value}')"
 
 jobs = Table(
     "conveyor_jobs",
@@ -88,14 +94,14 @@ jobs = Table(
         "conveyor_jobs_claim",
         "queue",
         "id",
-        postgresql_where=text("state = 'queued'"),
-        sqlite_where=text("state = 'queued'"),
+        postgresql_where=text(_QUEUED),
+        sqlite_where=text(_QUEUED),
     ),
     Index(
         "conveyor_jobs_due",
         "scheduled_at",
-        postgresql_where=text("state IN ('scheduled', 'retrying')"),
-        sqlite_where=text("state IN ('scheduled', 'retrying')"),
+        postgresql_where=text(_WAITING),
+        sqlite_where=text(_WAITING),
     ),
     Index(
         "conveyor_jobs_idempotency",
@@ -121,7 +127,7 @@ attempts = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     # No foreign key: its check cost a lookup of the job per attempt row on the finish path;
-    # attempts are only written for claimed jobs and deleted with them (RunStore.purge).
+    # attempts are only written for claimed jobs and deleted with them (UpkeepStore.purge).
     Column("job_id", JobId, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("worker_id", String(200), nullable=True),

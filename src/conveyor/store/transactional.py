@@ -38,7 +38,7 @@ def on_commit(handle: Any, callback: Callable[[], None]) -> None:
         return
     conn = caller_connection(handle)
     # Connection events fire as the commit is issued. A worker that sees the id before the
-    # row is visible retries the claim briefly (see worker.source), so nothing is lost.
+    # row is visible retries the claim briefly (see delivery.redis), so nothing is lost.
     fired = {"done": False}
 
     def _commit(_conn: Connection) -> None:

@@ -3,37 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
-import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from conveyor.core.errors import UnknownJobType
-from conveyor.core.gctune import tune_gc
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
+from conveyor.core.registry import Registry
 from conveyor.core.shares import Shares
 from conveyor.core.states import State, check_transition
-from conveyor.dispatch.database import Waker
+from conveyor.reconciler import Reconciler
 from conveyor.scheduler import Scheduler
-from conveyor.store import ClaimedJob, Finish, RunStore, WorkerStore, make_engine
-from conveyor.store.clock import DbClock
-from conveyor.store.leases import LeaseStore
-from conveyor.store.schema import upgrade
-from conveyor.store.stats import StatsStore
+from conveyor.services import Services
+from conveyor.store import ClaimedJob, Finish
 from conveyor.worker.context import Context, Progress
 from conveyor.worker.execute import CANCEL, SHUTDOWN, execute
 from conveyor.worker.health import TICK_S, Health
-from conveyor.worker.maintenance import Maintenance
-from conveyor.worker.source import DatabaseSource, RedisSource
 from conveyor.worker.writer import Writer
-
-if TYPE_CHECKING:
-    from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.worker")
 T = TypeVar("T")
@@ -42,16 +32,6 @@ T = TypeVar("T")
 #: claims cost fewer round trips per job: a worker with 2,000 slots drained no-op jobs at
 #: 23,828 jobs/s with claims of 200 and 29,628 with claims of 1,000 (bench W1, 2 processes).
 MAX_CLAIM_BATCH = 1000
-FETCH_BLOCK_S = 1.0
-
-
-def default_queues(app: Conveyor) -> dict[str, int]:
-    """CONVEYOR_QUEUES when set; otherwise every queue a registered job type uses."""
-    from conveyor.core.settings import parse_queues
-
-    if "queues" in app.settings.model_fields_set or not len(app.registry):
-        return parse_queues(app.settings.queues)
-    return dict.fromkeys(sorted({t.queue for t in app.registry}), 1)
 
 
 @dataclass
@@ -63,30 +43,46 @@ class Run:
 
 
 class Worker:
+    """One worker process's loop. Built by ``worker.process.build_worker``, which makes its
+    parts: ``services`` (stores, clock, delivery), its ``reconciler``, and a ``scheduler``
+    when the process also fires periodic jobs."""
+
     def __init__(
         self,
-        app: Conveyor,
+        registry: Registry,
+        services: Services,
+        reconciler: Reconciler,
         *,
-        queues: dict[str, int] | None = None,
+        worker_id: str,
+        queues: dict[str, int],
         concurrency: int | None = None,
         strict: bool = False,
         grace_s: float | None = None,
-        worker_id: str | None = None,
-        migrate: bool = True,
-        with_scheduler: bool = False,
+        scheduler: Scheduler | None = None,
         on_wedged: Callable[[str], None] | None = None,
     ) -> None:
         """``on_wedged`` replaces the process when its event loop stays blocked (see
         ``worker.health``); without it a wedged worker only logs."""
-        self.app = app
-        self.settings = settings = app.settings
-        self.queues = queues or default_queues(app)
+        self.registry = registry
+        self.services = services
+        self.settings = settings = services.settings
+        self.clock = services.clock  # measured before start and every heartbeat
+        self.reconciler = reconciler
+        self.scheduler = scheduler
+        self.worker_id = worker_id
+        self.queues = queues
         self.concurrency = concurrency or settings.concurrency
         self.shares = Shares(self.queues, strict=strict)
         self.grace_s = settings.grace_seconds if grace_s is None else grace_s
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.migrate = migrate
-        self.with_scheduler = with_scheduler
+        self.source = services.source(worker_id, queues, settings.lease_seconds)
+        self.io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
+        self.fetch_io = ThreadPoolExecutor(1, thread_name_prefix="conveyor-fetch")
+        self.threads = ThreadPoolExecutor(self.concurrency + 4, thread_name_prefix="conveyor-job")
+        self.writer = Writer(
+            services.runs, services.stats, services.handoff, services.events, self._io,
+            now=self.clock.now,
+        )  # fmt: skip
+        self.stats = self.writer.stats
         self.runs: dict[str, Run] = {}
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -116,11 +112,10 @@ class Worker:
         self._slot_free.set()
 
     async def run(self) -> None:
-        self._setup()
         try:
             await self._io(self.clock.sync)
             await self._io(
-                self.worker_store.register,
+                self.services.workers.register,
                 self.worker_id,
                 host=socket.gethostname(),
                 pid=os.getpid(),
@@ -136,10 +131,10 @@ class Worker:
                 self._heartbeat_loop(),
                 self._health_loop(),
                 self._cancel_loop(),
-                self.maintenance.loop(self._stopping),
+                self.reconciler.loop(self._stopping),
             ]
-            if self.with_scheduler:
-                loops.append(Scheduler(self.app).loop(self._stopping))
+            if self.scheduler is not None:
+                loops.append(self.scheduler.loop(self._stopping))
             background = [asyncio.create_task(c) for c in loops]
             self.health.start_watch()
             await self._fetch_loop()
@@ -149,55 +144,18 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             await self.writer.flush_all()
             await self._io(
-                self.worker_store.stop, self.worker_id, self.clock.now(), self.health.problem()
+                self.services.workers.stop, self.worker_id, self.clock.now(), self.health.problem()
             )
         finally:
             self.health.stop_watch()
             self._teardown()
             self._stopped.set()
 
-    def _setup(self) -> None:
-        engine = make_engine(self.settings.database_url, pool_size=6)
-        if self.migrate:
-            logging.getLogger("alembic").setLevel(logging.WARNING)
-            upgrade(engine)
-        self.engine = engine
-        self.clock = DbClock(engine, sync_s=None)  # measured before start and every heartbeat
-        self.run_store = RunStore(engine)
-        self.worker_store = WorkerStore(engine)
-        self.dispatcher = self.app.make_dispatcher(self.worker_id, engine)
-        self.io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
-        self.fetch_io = ThreadPoolExecutor(1, thread_name_prefix="conveyor-fetch")
-        self.threads = ThreadPoolExecutor(self.concurrency + 4, thread_name_prefix="conveyor-job")
-        lease_s = self.settings.lease_seconds
-        self.source: DatabaseSource | RedisSource
-        if self.dispatcher.delivers:
-            self.source = RedisSource(
-                self.run_store, self.dispatcher, self.worker_id, lease_s, now=self.clock.now
-            )
-        else:
-            waker = Waker(engine, self.queues) if engine.dialect.name == "postgresql" else None
-            self.source = DatabaseSource(
-                self.run_store, self.worker_id, lease_s, now=self.clock.now, waker=waker
-            )
-        self.maintenance = Maintenance(
-            self.run_store, self.dispatcher, self.app.registry, self.settings, self._io, self.clock
-        )
-        self.maintenance.queues = list(self.queues)
-        self.maintenance.leases = LeaseStore(engine)
-        self.maintenance.holder = self.worker_id
-        self.maintenance.workers = self.worker_store
-        self.writer = Writer(
-            self.run_store, StatsStore(engine), self.dispatcher, self._io, now=self.clock.now
-        )
-        self.stats = self.writer.stats
-
     def _teardown(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)
         self.io.shutdown(wait=True)
         self.fetch_io.shutdown(wait=True)
-        self.dispatcher.close()
-        self.engine.dispose()
+        self.services.close()
 
     async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -207,7 +165,7 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        block_s = FETCH_BLOCK_S if self.dispatcher.delivers else self.settings.poll_seconds
+        block_s = self.source.idle_s
         failures = 0
         while not self._stopping.is_set():
             # A slot whose thread still runs an ended attempt's handler is not free.
@@ -244,8 +202,8 @@ class Worker:
         self.writer.claimed(job)
         progress = Progress(job.progress, job.stage)
         stages: tuple[str, ...] = ()
-        if job.type in self.app.registry:
-            stages = self.app.registry.get(job.type).stages
+        if job.type in self.registry:
+            stages = self.registry.get(job.type).stages
         ctx = Context(
             job_id=job.id,
             job_type=job.type,
@@ -276,7 +234,7 @@ class Worker:
     async def _attempt(self, run: Run) -> Attempt:
         job = run.job
         try:
-            job_type = self.app.registry.get(job.type)
+            job_type = self.registry.get(job.type)
         except UnknownJobType as exc:
             from conveyor.core.errors import Permanent
 
@@ -296,7 +254,7 @@ class Worker:
         job = run.job
         if attempt.outcome is AttemptOutcome.WORKER_LOST:
             return  # the job is no longer ours: whoever recovered it records the attempt
-        policy = self.app.registry.policy(job.type, job.max_attempts)
+        policy = self.registry.policy(job.type, job.max_attempts)
         now = self.clock.now()
         decision = decide(attempt, policy=policy, attempt_number=job.charged, now=now)
         check_transition(job.id, State.RUNNING, decision.state)  # the one table decides
@@ -339,14 +297,14 @@ class Worker:
             try:
                 await self._io(self.clock.sync)  # the database's time, measured again
                 await self._io(
-                    self.run_store.renew_leases,
+                    self.services.runs.renew_leases,
                     self.worker_id,
                     self._leased(),
                     self.clock.now(),
                     self.settings.lease_seconds,
                 )
                 await self._io(
-                    self.worker_store.beat,
+                    self.services.workers.beat,
                     self.worker_id,
                     len(self.runs),
                     self.clock.now(),
@@ -388,7 +346,7 @@ class Worker:
             if not owned:
                 continue
             try:
-                stop = await self._io(self.run_store.cancel_requests, owned)
+                stop = await self._io(self.services.runs.cancel_requests, owned)
             except Exception as exc:
                 log.warning("cancel check failed: %s", exc)
                 continue
@@ -417,33 +375,3 @@ class Worker:
     def _hand_back_all(self) -> None:
         for run in list(self.runs.values()):
             self._interrupt(run, SHUTDOWN)
-
-
-def prepare_to_fork(app: Conveyor) -> None:
-    """Before ``--processes N`` forks its children: migrate the schema once and import what
-    each child would import on its own (the Redis dispatcher, uvloop), so a child starts
-    serving at once. Leaves no connection open and no thread running behind."""
-    engine = make_engine(app.settings.database_url)
-    try:
-        upgrade(engine)
-    finally:
-        engine.dispose()
-    if app.settings.redis_url:
-        import conveyor.dispatch.redis  # noqa: F401
-    with contextlib.suppress(ImportError):
-        import uvloop  # noqa: F401
-
-
-def run_event_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run the worker's loop on uvloop when it is installed (it comes with uvicorn[standard]):
-    task creation and executor hand-offs, a few per job, cost about half as much there.
-    The garbage collector is tuned first (``tune_gc``).
-    """
-    tune_gc()
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)

@@ -13,7 +13,7 @@ from conveyor.core import metrics
 from conveyor.core.errors import WriteRejected
 from conveyor.core.outcome import AttemptOutcome, ErrorInfo
 from conveyor.core.states import State
-from conveyor.dispatch.base import Dispatcher
+from conveyor.dispatch.base import Events, Handoff
 from conveyor.store import ClaimedJob, Finish, ProgressUpdate, RunStore
 from conveyor.store.errors import describe
 from conveyor.store.stats import StatsStore
@@ -43,15 +43,18 @@ class Writer:
         self,
         runs: RunStore,
         stats_store: StatsStore,
-        dispatcher: Dispatcher,
+        handoff: Handoff,
+        events: Events,
         io: IO,
         now: Callable[[], datetime],
     ) -> None:
-        """``now``: the database's time (``store.clock.DbClock.now``)."""
+        """``handoff``: where jobs handed back at shutdown go; ``events``: who hears of
+        changes; ``now``: the database's time (``store.clock.DbClock.now``)."""
         self.runs = runs
         self.now = now
         self.stats_store = stats_store
-        self.dispatcher = dispatcher
+        self.handoff = handoff
+        self.events = events
         self.io = io
         self.stats = Stats()
         self._finishes: list[tuple[Finish, ClaimedJob]] = []
@@ -179,7 +182,7 @@ class Writer:
         if not items:
             return
         try:
-            await self.io(self.dispatcher.push, items)
+            await self.io(self.handoff.push, items)
         except Exception as exc:
             log.warning("could not re-dispatch %d job(s): %s", len(items), exc)
 
@@ -211,10 +214,10 @@ class Writer:
 
     async def announce(self, job_ids: list[str]) -> None:
         """Tell event streams these jobs changed (best effort; they also poll)."""
-        if not job_ids or not self.dispatcher.may_have_listeners():
+        if not job_ids or not self.events.may_have_listeners():
             return
         try:
-            await self.io(self.dispatcher.publish, job_ids)
+            await self.io(self.events.publish, job_ids)
         except Exception as exc:  # event streams fall back to polling
             log.debug("publishing job events failed: %s", exc)
 

@@ -13,7 +13,7 @@ from conveyor.api.deps import ConveyorDep, require_json
 from conveyor.api.schemas import ErrorBody
 from conveyor.api.views import masked
 from conveyor.core.periodic import define
-from conveyor.scheduler import Scheduler
+from conveyor.scheduler import Scheduler, scheduler_for
 
 router = APIRouter(
     prefix="/schedules",
@@ -81,10 +81,10 @@ class Triggered(BaseModel):
 
 
 def get_scheduler(request: Request) -> Scheduler:
-    """One per API app (it holds a connection pool), made on first use."""
+    """One per API app, made on first use (on the app's own connections)."""
     scheduler: Scheduler | None = getattr(request.app.state, "scheduler", None)
     if scheduler is None:
-        scheduler = request.app.state.scheduler = Scheduler(request.app.state.conveyor)
+        scheduler = request.app.state.scheduler = scheduler_for(request.app.state.conveyor)
     return scheduler
 
 
@@ -96,7 +96,7 @@ def _public(s: Scheduler, row: dict[str, Any], fires: int) -> SchedulePublic:
     return SchedulePublic(
         name=row["name"],
         type=row["job_type"],
-        payload=masked(s.app, row["job_type"], row["payload"]),
+        payload=masked(s.client.registry, row["job_type"], row["payload"]),
         cron=row["cron"],
         every_s=row["every_s"],
         tz=row["tz"],

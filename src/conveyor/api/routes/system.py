@@ -11,18 +11,13 @@ from fastapi.responses import JSONResponse
 from conveyor.api.deps import ConveyorDep
 from conveyor.api.metrics import render_metrics
 from conveyor.api.schemas import Check, JobTypePublic, QueuePublic, Readiness, WorkerPublic
-from conveyor.store.stats import QUEUE_LIMIT, StatsStore
-from conveyor.store.workers import WorkerStore
+from conveyor.store.stats import QUEUE_LIMIT
 
 TRUNCATED_HEADER = "X-Conveyor-Queues-Truncated"
 _TRUNCATED_DOC = f"true when more queues had jobs than the {QUEUE_LIMIT:,} listed"
 
 router = APIRouter(tags=["system"])
 public = APIRouter(tags=["system"])
-
-
-def _engine(conveyor: ConveyorDep):  # type: ignore[no-untyped-def]
-    return conveyor.client.jobs.engine
 
 
 @router.get("/job-types", response_model=list[JobTypePublic])
@@ -51,7 +46,7 @@ def job_types(conveyor: ConveyorDep) -> list[JobTypePublic]:
 def queues(request: Request, response: Response, conveyor: ConveyorDep) -> list[QueuePublic]:
     """Per queue: jobs by active state, oldest queued age, the last minute's throughput; at
     most 1,000 queues, those with the most active jobs (then by name)."""
-    stats = StatsStore(_engine(conveyor))
+    stats = conveyor.services.stats
     now = conveyor.client.clock.now  # the database's time, which the rows are on
     overview = request.app.state.views.get("queues", lambda: stats.queue_overview(now()))
     response.headers[TRUNCATED_HEADER] = "true" if overview.truncated else "false"
@@ -62,7 +57,7 @@ def queues(request: Request, response: Response, conveyor: ConveyorDep) -> list[
 def workers(conveyor: ConveyorDep) -> list[WorkerPublic]:
     """Workers that sent a heartbeat recently."""
     since = conveyor.client.clock.now() - timedelta(seconds=3 * conveyor.settings.heartbeat_seconds)
-    return [WorkerPublic(**w) for w in WorkerStore(_engine(conveyor)).alive(since)]
+    return [WorkerPublic(**w) for w in conveyor.services.workers.alive(since)]
 
 
 @public.get("/healthz")
@@ -74,11 +69,11 @@ def healthz() -> dict[str, str]:
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(conveyor: ConveyorDep) -> JSONResponse:
     """Whether the database and Redis answer, each reported."""
-    database = await _check(lambda: StatsStore(_engine(conveyor)).ping())
+    database = await _check(lambda: conveyor.services.stats.ping())
     redis = None
-    dispatcher = conveyor.client.dispatcher
-    if conveyor.settings.redis_url:
-        redis = await _check(dispatcher.ping)  # type: ignore[attr-defined]
+    streams = conveyor.services.streams
+    if streams is not None:
+        redis = await _check(streams.ping)
     ready = database.ok and (redis is None or redis.ok)
     body = Readiness(status="ready" if ready else "unavailable", database=database, redis=redis)
     headers = None if ready else {"Retry-After": "5"}

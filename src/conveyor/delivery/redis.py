@@ -1,5 +1,5 @@
-"""Where a worker's next jobs come from: Redis deliveries claimed in the database, or the
-database alone. Both run in the worker's I/O threads and return claimed jobs."""
+"""Redis delivery: a worker reads job ids from Redis streams, claims them in the database,
+then acknowledges them."""
 
 from __future__ import annotations
 
@@ -9,88 +9,12 @@ from datetime import datetime
 
 from conveyor import faults
 from conveyor.core.shares import Shares
-from conveyor.dispatch.base import Delivery, Dispatcher
-from conveyor.dispatch.database import Waker
-from conveyor.store import ClaimedJob, RunStore
+from conveyor.dispatch.base import Delivery
+from conveyor.dispatch.redis import RedisDispatcher
+from conveyor.store import ClaimedJob, ClaimStore
 
 #: How long an id delivered before its enqueue committed is retried before it is dropped.
 UNSEEN_GRACE_S = 10.0
-
-
-#: How long a claim cursor is followed before claims scan a queue from its start again.
-CURSOR_S = 1.0
-
-
-class DatabaseSource:
-    """Claims straight from the jobs table (FOR UPDATE SKIP LOCKED on PostgreSQL).
-
-    While a queue has a backlog, each claim continues after the last id this worker claimed
-    there: a claim from the start would step over every job claimed since the last vacuum
-    (their index entries stay until then, and the planner, with statistics from before the
-    drain, may walk the primary key past them). The cursor is dropped, and the next claim
-    starts from the oldest queued job again, when a claim comes back short (the backlog after
-    it is used up: the rest is claimed from the start at once) or after ``CURSOR_S``, so a job
-    queued again with an older id (a retry) waits at most that long to be seen.
-    """
-
-    def __init__(
-        self,
-        runs: RunStore,
-        worker_id: str,
-        lease_s: float,
-        now: Callable[[], datetime],
-        clock: Callable[[], float] = time.monotonic,
-        waker: Waker | None = None,
-    ) -> None:
-        """``now``: the database's time (``store.clock.DbClock.now``), which leases are on."""
-        self.runs = runs
-        self.worker_id = worker_id
-        self.lease_s = lease_s
-        self.now = now
-        self.clock = clock
-        self.waker = waker  # PostgreSQL: an idle wait ends early when a job is enqueued
-        self._cursors: dict[str, tuple[str, float]] = {}  # queue -> (last id claimed, since)
-
-    def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
-        if self.waker is not None:
-            self.waker.listen()
-        claimed = self._claim(shares.allocate(free))
-        for queue in shares.fallback_order():
-            if len(claimed) >= free:
-                break
-            claimed += self._claim({queue: free - len(claimed)})
-        if not claimed and block_s > 0:
-            if self.waker is not None:
-                self.waker.wait(block_s)
-            else:
-                time.sleep(block_s)
-        return claimed
-
-    def _claim(self, counts: dict[str, int]) -> list[ClaimedJob]:
-        now = self.clock()
-        after = {
-            q: last
-            for q, (last, since) in self._cursors.items()
-            if q in counts and now - since < CURSOR_S
-        }
-        claimed = self.runs.claim_next(counts, self.worker_id, self.now(), self.lease_s, after)
-        rest: dict[str, int] = {}
-        for queue, count in counts.items():
-            got = [j.id for j in claimed if j.queue == queue]
-            if count > 0 and len(got) >= count:
-                since = self._cursors[queue][1] if queue in after else now
-                self._cursors[queue] = (max(got), since)
-                continue
-            self._cursors.pop(queue, None)
-            if queue in after:
-                rest[queue] = count - len(got)
-        if rest:
-            claimed += self.runs.claim_next(rest, self.worker_id, self.now(), self.lease_s)
-        return claimed
-
-    def release(self) -> None:
-        if self.waker is not None:
-            self.waker.close()
 
 
 class RedisSource:
@@ -98,15 +22,18 @@ class RedisSource:
 
     def __init__(
         self,
-        runs: RunStore,
-        dispatcher: Dispatcher,
+        claims: ClaimStore,
+        dispatcher: RedisDispatcher,
         worker_id: str,
         lease_s: float,
         now: Callable[[], datetime],
         clock: Callable[[], float] = time.monotonic,
+        idle_s: float = 1.0,
     ) -> None:
-        """``now``: the database's time (``store.clock.DbClock.now``), which leases are on."""
-        self.runs = runs
+        """``now``: the database's time (``store.clock.DbClock.now``), which leases are on;
+        ``idle_s``: how long an idle claim blocks on Redis for a delivery."""
+        self.idle_s = idle_s
+        self.claims = claims
         self.dispatcher = dispatcher
         self.worker_id = worker_id
         self.lease_s = lease_s
@@ -130,7 +57,7 @@ class RedisSource:
         faults.point("after_fetch")  # fetched, not claimed: for the XAUTOCLAIM fault test
         by_id = {d.job_id: d for d in deliveries}
         try:
-            claimed = self.runs.claim_ids(list(by_id), self.worker_id, self.now(), self.lease_s)
+            claimed = self.claims.claim_ids(list(by_id), self.worker_id, self.now(), self.lease_s)
         except BaseException:
             # The database is down: keep what was fetched for the next claim, rather than
             # leaving it pending in Redis for a lease (unseen ones are kept already).
@@ -173,7 +100,7 @@ class RedisSource:
 
     def _sort_missing(self, missing: list[Delivery]) -> list[Delivery]:
         """Deliveries that claimed nothing: stale ones are done; unseen ones wait a little."""
-        exists = self.runs.existing([d.job_id for d in missing])
+        exists = self.claims.existing([d.job_id for d in missing])
         done: list[Delivery] = []
         now = self.clock()
         for d in missing:

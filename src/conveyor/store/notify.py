@@ -1,50 +1,43 @@
-"""Database dispatch: workers claim from the jobs table, so there is nothing to push.
+"""PostgreSQL LISTEN/NOTIFY: new jobs wake idle database-dispatch workers (``WAKE_CHANNEL``,
+``Waker``), and job changes wake the API's event streams (``EVENTS_CHANNEL``,
+``NotifyEvents``, ``pg_job_changes``).
 
-On PostgreSQL, job-change notices go out with NOTIFY for event streams to wake up at once,
-but only while someone listens: PostgreSQL cannot tell who listens on a channel, so each
-listener holds a row in the leases table (``listen:<uuid>``, renewed every few seconds) and
-publishers look for one at most once a second. A NOTIFY is a transaction of its own that
-serialises with every other notifying commit; a worker draining a backlog with no API stream
-open skips it entirely.
+Job-change notices go out only while someone listens: PostgreSQL cannot tell who listens on
+a channel, so each listener holds a row in the leases table (``listen:<uuid>``, renewed
+every few seconds) and publishers look for one at most once a second. A NOTIFY is a
+transaction of its own that serialises with every other notifying commit; a worker draining
+a backlog with no API stream open skips it entirely.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from conveyor.dispatch.base import Delivery
+from conveyor.store import pg
+from conveyor.store.leases import ANY_LISTENER, DROP_LISTENER, HOLD_LISTENER
 
 log = logging.getLogger("conveyor.dispatch")
 
-CHANNEL = "conveyor_events"
 #: Idle workers LISTEN here; an enqueue that commits queued jobs NOTIFYs each of their queues.
 WAKE_CHANNEL = "conveyor_wake"
+#: Event streams LISTEN here for the ids of jobs that changed, comma-separated.
+EVENTS_CHANNEL = "conveyor_events"
 WAKER_RETRY_S = 5.0  # after a lost LISTEN connection, poll alone this long before reconnecting
 NOTIFY_PAYLOAD_BYTES = 7900  # PostgreSQL's limit is 8000
 LISTENER_PREFIX = "listen:"
 LISTENER_TTL_S = 30.0  # a listener's lease; renewed every third of it
 LISTENER_CHECK_S = 1.0  # how often publishers look for listeners
 
-# Raw SQL for psycopg (the listener runs on its own async connection, not an engine).
-HOLD_LISTENER = (
-    "INSERT INTO conveyor_leases (name, holder, expires_at)"
-    " VALUES (%s, 'event stream', now() + make_interval(secs => %s))"
-    " ON CONFLICT (name) DO UPDATE SET expires_at = EXCLUDED.expires_at"
-)
-DROP_LISTENER = "DELETE FROM conveyor_leases WHERE name = %s"
-_ANY_LISTENER = text(
-    "SELECT EXISTS (SELECT 1 FROM conveyor_leases"
-    " WHERE starts_with(name, :prefix) AND expires_at > now())"
-)
 
-
-class DatabaseDispatcher:
-    delivers = False
+class NotifyEvents:
+    """Job-change notices on ``EVENTS_CHANNEL``, sent only while an event stream listens."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -52,30 +45,12 @@ class DatabaseDispatcher:
         self._listeners = False
         self._listeners_checked = -LISTENER_CHECK_S
 
-    def push(self, items: Sequence[tuple[str, str]]) -> None:
-        return None
-
-    def fetch(self, counts: Mapping[str, int], block_s: float) -> list[Delivery]:
-        raise NotImplementedError("database dispatch has no fetch; claim from the store")
-
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
-        return None
-
-    def depth(self, queue: str) -> int:
-        return 0
-
-    def reclaim(self, queue: str, idle_s: float) -> int:
-        return 0
-
-    def held(self, queue: str, limit: int) -> set[str]:
-        return set()
-
     def publish(self, job_ids: Sequence[str]) -> None:
         if not self.notifies or not job_ids or not self._has_listeners():
             return
         with self.engine.begin() as conn:
             for payload in _payloads(job_ids):
-                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
+                conn.execute(pg.NOTIFY, {"channel": EVENTS_CHANNEL, "payload": payload})
 
     def may_have_listeners(self) -> bool:
         fresh = time.monotonic() - self._listeners_checked < LISTENER_CHECK_S
@@ -86,13 +61,10 @@ class DatabaseDispatcher:
         now = time.monotonic()
         if now - self._listeners_checked >= LISTENER_CHECK_S:
             with self.engine.connect() as conn:
-                found = conn.execute(_ANY_LISTENER, {"prefix": LISTENER_PREFIX}).scalar()
+                found = conn.execute(ANY_LISTENER, {"prefix": LISTENER_PREFIX}).scalar()
             self._listeners = bool(found)
             self._listeners_checked = now
         return self._listeners
-
-    def close(self) -> None:
-        return None
 
 
 def _payloads(job_ids: Sequence[str]) -> list[str]:
@@ -109,6 +81,29 @@ def _payloads(job_ids: Sequence[str]) -> list[str]:
     if current:
         out.append(",".join(current))
     return out
+
+
+async def pg_job_changes(url: str) -> AsyncIterator[str]:
+    """Ids of jobs as they change, from LISTEN on ``EVENTS_CHANNEL``, until the connection
+    fails (the caller reconnects); holds a listener lease meanwhile so that publishers know
+    someone listens."""
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, connect_timeout=5)
+    lease = f"{LISTENER_PREFIX}{uuid.uuid4().hex}"
+    try:
+        await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+        while True:
+            await conn.execute(HOLD_LISTENER, (lease, LISTENER_TTL_S))
+            async for notice in conn.notifies(timeout=LISTENER_TTL_S / 3):
+                for job_id in notice.payload.split(","):
+                    if job_id:
+                        yield job_id
+    finally:
+        with contextlib.suppress(Exception):
+            await conn.execute(DROP_LISTENER, (lease,))
+        await conn.close()
 
 
 class Waker:

@@ -1,0 +1,90 @@
+"""Database delivery: a worker claims straight from the jobs table, woken on PostgreSQL by
+LISTEN (``store.notify.Waker``) and otherwise polling."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from conveyor.core.shares import Shares
+from conveyor.store import ClaimedJob, ClaimStore
+from conveyor.store.notify import Waker
+
+#: How long a claim cursor is followed before claims scan a queue from its start again.
+CURSOR_S = 1.0
+
+
+class DatabaseSource:
+    """Claims straight from the jobs table (FOR UPDATE SKIP LOCKED on PostgreSQL).
+
+    While a queue has a backlog, each claim continues after the last id this worker claimed
+    there: a claim from the start would step over every job claimed since the last vacuum
+    (their index entries stay until then, and the planner, with statistics from before the
+    drain, may walk the primary key past them). The cursor is dropped, and the next claim
+    starts from the oldest queued job again, when a claim comes back short (the backlog after
+    it is used up: the rest is claimed from the start at once) or after ``CURSOR_S``, so a job
+    queued again with an older id (a retry) waits at most that long to be seen.
+    """
+
+    def __init__(
+        self,
+        claims: ClaimStore,
+        worker_id: str,
+        lease_s: float,
+        now: Callable[[], datetime],
+        clock: Callable[[], float] = time.monotonic,
+        waker: Waker | None = None,
+        idle_s: float = 1.0,
+    ) -> None:
+        """``now``: the database's time (``store.clock.DbClock.now``), which leases are on;
+        ``idle_s``: how long an idle claim waits (the poll interval)."""
+        self.idle_s = idle_s
+        self.claims = claims
+        self.worker_id = worker_id
+        self.lease_s = lease_s
+        self.now = now
+        self.clock = clock
+        self.waker = waker  # PostgreSQL: an idle wait ends early when a job is enqueued
+        self._cursors: dict[str, tuple[str, float]] = {}  # queue -> (last id claimed, since)
+
+    def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
+        if self.waker is not None:
+            self.waker.listen()
+        claimed = self._claim(shares.allocate(free))
+        for queue in shares.fallback_order():
+            if len(claimed) >= free:
+                break
+            claimed += self._claim({queue: free - len(claimed)})
+        if not claimed and block_s > 0:
+            if self.waker is not None:
+                self.waker.wait(block_s)
+            else:
+                time.sleep(block_s)
+        return claimed
+
+    def _claim(self, counts: dict[str, int]) -> list[ClaimedJob]:
+        now = self.clock()
+        after = {
+            q: last
+            for q, (last, since) in self._cursors.items()
+            if q in counts and now - since < CURSOR_S
+        }
+        claimed = self.claims.claim_next(counts, self.worker_id, self.now(), self.lease_s, after)
+        rest: dict[str, int] = {}
+        for queue, count in counts.items():
+            got = [j.id for j in claimed if j.queue == queue]
+            if count > 0 and len(got) >= count:
+                since = self._cursors[queue][1] if queue in after else now
+                self._cursors[queue] = (max(got), since)
+                continue
+            self._cursors.pop(queue, None)
+            if queue in after:
+                rest[queue] = count - len(got)
+        if rest:
+            claimed += self.claims.claim_next(rest, self.worker_id, self.now(), self.lease_s)
+        return claimed
+
+    def release(self) -> None:
+        if self.waker is not None:
+            self.waker.close()

@@ -1,0 +1,83 @@
+"""The reconciler: the duties that keep the database's jobs moving whatever a process did —
+promotion of due jobs, rescue of runs whose worker died, stream feeding (Redis dispatch),
+retention — each in its own module with a ``run_once(now)``, run by one leading process.
+
+Workers and ``conveyor scheduler`` each build one with ``build_reconciler``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from conveyor.core.registry import Registry
+from conveyor.core.settings import Settings
+from conveyor.dispatch.base import Handoff
+from conveyor.reconciler.feed import FEED_GRACE_S, HELD_SLACK, StreamFeeder, Streams, served_queues
+from conveyor.reconciler.leadership import LEASE_NAME, Leadership, lease_ttl_s
+from conveyor.reconciler.loop import IO, PROMOTE_EVERY_S, Pass, Reconciler
+from conveyor.reconciler.promote import Promoter
+from conveyor.reconciler.rescue import Rescuer
+from conveyor.reconciler.retention import Cleaner
+from conveyor.store import RunStore, UpkeepStore, WorkerStore
+from conveyor.store.clock import DbClock
+from conveyor.store.leases import LeaseStore
+
+__all__ = [
+    "FEED_GRACE_S",
+    "HELD_SLACK",
+    "IO",
+    "LEASE_NAME",
+    "PROMOTE_EVERY_S",
+    "Cleaner",
+    "Handoff",
+    "Leadership",
+    "Pass",
+    "Promoter",
+    "Reconciler",
+    "Rescuer",
+    "StreamFeeder",
+    "Streams",
+    "build_reconciler",
+    "lease_ttl_s",
+    "served_queues",
+]
+
+
+def build_reconciler(
+    *,
+    upkeep: UpkeepStore,
+    runs: RunStore,
+    workers: WorkerStore,
+    leases: LeaseStore | None,
+    handoff: Handoff | None,
+    streams: Streams | None,
+    clock: DbClock,
+    io: IO,
+    registry: Registry,
+    settings: Settings,
+    holder: str,
+    queues: Sequence[str],
+) -> Reconciler:
+    """The reconciler of one process. ``holder`` names it in the leader lease (``leases=None``:
+    it always leads); ``queues`` are its own, fed along with every live worker's;
+    ``streams``: the Redis dispatcher, or None under database dispatch (nothing to feed);
+    ``handoff``: where promoted jobs are pushed (None or ``NO_HANDOFF``: nowhere)."""
+    reconcile_s = settings.reconcile_seconds
+    feeder = None
+    if streams is not None:
+        served = served_queues(list(queues), workers, settings.heartbeat_seconds)
+        feeder = StreamFeeder(
+            upkeep, streams, served, settings.dispatch_window, settings.lease_seconds
+        )
+    return Reconciler(
+        Leadership(leases, holder, lease_ttl_s(reconcile_s)),
+        clock,
+        io,
+        promoter=Promoter(upkeep, handoff),
+        rescuer=Rescuer(upkeep, runs, registry),
+        cleaner=Cleaner(
+            upkeep, settings.retention_completed_seconds, settings.retention_failed_seconds
+        ),
+        feeder=feeder,
+        reconcile_s=reconcile_s,
+    )
