@@ -304,7 +304,9 @@ def test_two_reconcilers_at_once_promote_recover_and_feed_each_job_once(backend:
     if b.redis_url:  # their dispatch is lost (as if Redis restarted empty)
         client = redis.Redis.from_url(b.redis_url)
         client.delete(keys.queue_stream(b.prefix, "default"))
-    now = start + timedelta(seconds=1.5)  # the delayed jobs are due, the lost ones stale
+    # The delayed jobs are due and the lost ones stale (queued for over FEED_GRACE_S) — timed
+    # from the last enqueue, which a loaded machine may make well after ``start``.
+    now = max(start + timedelta(seconds=1.5), _now(app) + timedelta(seconds=1.1))
     pair = [_reconciler(app, "reconciler-1"), _reconciler(app, "reconciler-2")]
     gate = threading.Barrier(2)
     done: dict[str, Counter[str]] = {"reconciler-1": Counter(), "reconciler-2": Counter()}
