@@ -120,7 +120,12 @@ def test_a_due_job_starts_within_a_quarter_second_plus_claim_latency(backend: Ba
         assert view.scheduled_at and second.started_at  # the retry's due time, and its start
         lags.append(_s(second.started_at - view.scheduled_at))
     # claims add up to a poll (POLL_SECONDS 0.05) on database dispatch, a round trip on Redis
-    _check_promotion(f"promotion + claim ({backend.name})", lags, median_s=PROMOTION_S)
+    # The median: a pass's 0.25 s plus a claim, which a loaded machine (two suites sharing
+    # 2 cores) stretched to a 0.31 s median on SQLite. The spacing of passes alone is what
+    # the promotion test above bounds at 0.2 s.
+    _check_promotion(
+        f"promotion + claim ({backend.name})", lags, median_s=PROMOTION_S + SLACK_S / 4
+    )
 
 
 # -- "A running job whose worker died is recovered within lease + reconcile interval" ---------
@@ -230,7 +235,9 @@ def test_a_dead_leader_is_replaced_within_the_documented_bound(db_backend: Backe
 
 def test_ids_a_dead_worker_fetched_are_handed_out_again_after_a_lease(pg_redis: Backend) -> None:
     b = pg_redis
-    lease_s = 5.0  # long enough for the second worker to start and prove itself live first
+    # Long enough for the second worker to start and prove itself live first, also on a
+    # loaded machine (a worker took over 5 s to start while two test runs shared 2 cores).
+    lease_s = 8.0
     b.extra_env["CONVEYOR_LEASE_SECONDS"] = str(lease_s)
     app = b.app()
     ledger = Ledger(b.marks)
@@ -326,7 +333,8 @@ def test_two_reconcilers_at_once_promote_recover_and_feed_each_job_once(backend:
     if b.redis_url:  # their dispatch is lost (as if Redis restarted empty)
         client = redis.Redis.from_url(b.redis_url)
         client.delete(keys.queue_stream(b.prefix, "default"))
-    # the delayed jobs are due, the lost ones stale (however long the enqueues took)
+    # The delayed jobs are due and the lost ones stale (queued for over FEED_GRACE_S) — timed
+    # from the last enqueue, which a loaded machine may make well after ``start``.
     now = _now(app) + timedelta(seconds=1.5)
     made = [_reconciler(app, "reconciler-1"), _reconciler(app, "reconciler-2")]
     pair = [m for m, _ in made]
