@@ -106,6 +106,37 @@ def test_stale_attempt_writes_are_rejected(backend: Backend) -> None:
     ]
 
 
+def test_a_stale_finish_between_recovery_and_the_next_claim_is_rejected(
+    backend: Backend,
+) -> None:
+    """After a lost run is recovered, and before any worker claims the job again, the job is
+    on the same attempt number: only ``state = running`` fences the old worker off."""
+    app = backend.app()
+    runs = RunStore(app.client.jobs.engine)
+    handle = app.enqueue("add", {"a": 1})  # retried when lost
+    now = datetime.now(UTC)
+    (a,) = ClaimStore(runs.engine).claim_ids([handle.id], "worker-a", now, lease_s=1)
+    later = now + timedelta(seconds=5)
+    assert _reconciler(runs.engine).rescuer.run_once(later) == 1
+    assert app.get(handle.id).state is State.RETRYING
+    stale = Finish(
+        job_id=handle.id,
+        attempt=a.attempt,
+        state=State.COMPLETED,
+        outcome=AttemptOutcome.COMPLETED,
+        worker_id="worker-a",
+        started_at=now,
+        finished_at=later,
+        result="from A",
+    )
+    assert runs.finish([stale]) == 0
+    assert runs.save_progress([ProgressUpdate(handle.id, a.attempt, 99.0, None, "A")], later) == 0
+    assert runs.renew_leases("worker-a", [(handle.id, a.attempt)], later, 30) == 0
+    view = app.get(handle.id)
+    assert view.state is State.RETRYING and view.result is None and view.message != "A"
+    assert [(x.attempt, x.outcome) for x in view.attempts] == [(1, "worker_lost")]
+
+
 def test_recovery_loses_to_a_renewed_lease(backend: Backend) -> None:
     app = backend.app()
     runs = RunStore(app.client.jobs.engine)
