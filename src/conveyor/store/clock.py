@@ -40,18 +40,22 @@ class DbClock:
 
     def __init__(self, engine: Engine, sync_s: float | None = SYNC_S) -> None:
         self.engine = engine
-        # SQLite's time is this host's: nothing to measure, and a measurement would take the
-        # write lock (every SQLite transaction does), waiting on a caller's own transaction.
+        # SQLite's time is this host's: it is read here, not in a statement, which would take
+        # the write lock (every SQLite transaction does) and wait on a caller's transaction.
         self.measures = engine.dialect.name == "postgresql"
-        self.sync_s = sync_s if self.measures else None
+        self.sync_s = sync_s
         self._base: datetime | None = None
         self._at = 0.0  # the monotonic time of _base
         self._tried = -float("inf")  # when a measurement was last attempted on use
         self._lock = threading.Lock()
         self._warned = False
+        self._last = datetime.min.replace(tzinfo=UTC)  # the latest time handed out
 
     def now(self) -> datetime:
-        """The database's time now; before the first measurement, this host's."""
+        """The database's time now; before the first measurement, this host's. Never earlier
+        than a time it returned before: a new measurement that lands behind the carried one
+        (the server's or the host's clock stepped back) holds until time catches up, so a job
+        promoted at one reading is never claimed at an earlier one."""
         base, at, sync_s = self._base, self._at, self.sync_s
         due = sync_s is not None and time.monotonic() - self._tried > sync_s
         if due and (base is None or time.monotonic() - at > (sync_s or 0.0)):
@@ -61,13 +65,22 @@ class DbClock:
             except Exception as exc:  # keep carrying the last measurement forward
                 log.debug("could not read the database's clock: %s", exc)
             base, at = self._base, self._at
-        if base is None:
-            return datetime.now(UTC)
-        return base + timedelta(seconds=time.monotonic() - at)
+        value = (
+            datetime.now(UTC) if base is None else base + timedelta(seconds=time.monotonic() - at)
+        )
+        if value < self._last:
+            return self._last
+        self._last = value
+        return value
 
     def sync(self) -> None:
-        """Measure the database's time again (one round trip; none on SQLite)."""
+        """Measure the database's time again (one round trip; on SQLite, this host's clock).
+        Between measurements it is carried on the monotonic clock, so a step of the host's
+        clock never makes this process's times run backwards."""
         if not self.measures:
+            measured, at = datetime.now(UTC), time.monotonic()
+            with self._lock:
+                self._base, self._at = measured, at
             return
         with self.engine.connect() as conn:
             before = time.monotonic()
