@@ -19,7 +19,7 @@ from conveyor.app import Conveyor
 from conveyor.client import Client, EnqueueOptions, EnqueueRequest
 from conveyor.core.periodic import ScheduleDef
 from conveyor.core.schedule import CatchUp, Spec, plan
-from conveyor.reconciler import Reconciler, build_reconciler
+from conveyor.reconciler import Reconciler, reconciler_for
 from conveyor.services import Services
 from conveyor.store import NewJob
 from conveyor.store.schedules import Fired, FirePlan, ScheduleStore
@@ -115,18 +115,6 @@ def build_scheduler_process(app: Conveyor) -> tuple[Scheduler, Reconciler]:
     worker holds them), on connections of their own."""
     holder = f"scheduler:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     services = Services.build(app.settings, consumer=holder, pool_size=2, clock_sync_s=None)
-    reconciler = build_reconciler(
-        upkeep=services.upkeep,
-        runs=services.runs,
-        workers=services.workers,
-        leases=services.leases,
-        handoff=services.handoff,
-        streams=services.streams,
-        clock=services.clock,
-        io=asyncio.to_thread,
-        registry=app.registry,
-        settings=app.settings,
-        holder=holder,
-        queues=sorted({t.queue for t in app.registry}),
-    )
+    queues = sorted({t.queue for t in app.registry})
+    reconciler = reconciler_for(services, app.registry, holder, queues)
     return Scheduler(app.schedules, services.schedules, app.client), reconciler

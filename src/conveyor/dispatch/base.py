@@ -57,4 +57,3 @@ class _NoEvents:
 
 NO_HANDOFF: Handoff = _NoHandoff()
 NO_EVENTS: Events = _NoEvents()
-

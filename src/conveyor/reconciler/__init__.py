@@ -7,6 +7,7 @@ Workers and ``conveyor scheduler`` each build one with ``build_reconciler``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from conveyor.core.registry import Registry
@@ -18,6 +19,7 @@ from conveyor.reconciler.loop import IO, PROMOTE_EVERY_S, Pass, Reconciler
 from conveyor.reconciler.promote import Promoter
 from conveyor.reconciler.rescue import Rescuer
 from conveyor.reconciler.retention import Cleaner
+from conveyor.services import Services
 from conveyor.store import RunStore, UpkeepStore, WorkerStore
 from conveyor.store.clock import DbClock
 from conveyor.store.leases import LeaseStore
@@ -39,6 +41,7 @@ __all__ = [
     "Streams",
     "build_reconciler",
     "lease_ttl_s",
+    "reconciler_for",
     "served_queues",
 ]
 
@@ -80,4 +83,25 @@ def build_reconciler(
         ),
         feeder=feeder,
         reconcile_s=reconcile_s,
+    )
+
+
+def reconciler_for(
+    services: Services, registry: Registry, holder: str, queues: Sequence[str]
+) -> Reconciler:
+    """The reconciler of a process on its ``services`` (a worker's, or ``conveyor
+    scheduler``'s), running its blocking steps in ``asyncio.to_thread``."""
+    return build_reconciler(
+        upkeep=services.upkeep,
+        runs=services.runs,
+        workers=services.workers,
+        leases=services.leases,
+        handoff=services.handoff,
+        streams=services.streams,
+        clock=services.clock,
+        io=asyncio.to_thread,
+        registry=registry,
+        settings=services.settings,
+        holder=holder,
+        queues=queues,
     )

@@ -17,7 +17,7 @@ from conveyor.app import Conveyor
 from conveyor.core.gctune import tune_gc
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings, parse_queues
-from conveyor.reconciler import build_reconciler
+from conveyor.reconciler import reconciler_for
 from conveyor.scheduler import Scheduler
 from conveyor.services import Services
 from conveyor.store import make_engine
@@ -56,20 +56,7 @@ def build_worker(
     if migrate:
         logging.getLogger("alembic").setLevel(logging.WARNING)
         upgrade(services.engine)
-    reconciler = build_reconciler(
-        upkeep=services.upkeep,
-        runs=services.runs,
-        workers=services.workers,
-        leases=services.leases,
-        handoff=services.handoff,
-        streams=services.streams,
-        clock=services.clock,
-        io=asyncio.to_thread,
-        registry=app.registry,
-        settings=settings,
-        holder=worker_id,
-        queues=list(queues),
-    )
+    reconciler = reconciler_for(services, app.registry, worker_id, list(queues))
     scheduler = None
     if with_scheduler:
         scheduler = Scheduler(app.schedules, services.schedules, app.client)
