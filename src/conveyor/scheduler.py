@@ -110,6 +110,15 @@ def scheduler_for(app: Conveyor) -> Scheduler:
     return Scheduler(app.schedules, app.services.schedules, app.client)
 
 
+def shared_scheduler(state: Any, app: Conveyor) -> Scheduler:
+    """The one scheduler of an API application (its HTTP routes and its dashboard alike),
+    made on first use on the app's own connections and kept on ``state``."""
+    scheduler: Scheduler | None = getattr(state, "scheduler", None)
+    if scheduler is None:
+        scheduler = state.scheduler = scheduler_for(app)
+    return scheduler
+
+
 def build_scheduler_process(app: Conveyor) -> tuple[Scheduler, Reconciler]:
     """``conveyor scheduler``: the scheduler, and the reconciler duties (taken when no
     worker holds them), on connections of their own."""

@@ -28,13 +28,14 @@ def run_up(app_spec: str, host: str, port: int, concurrency: int, demo: bool) ->
     worker = subprocess.Popen(argv, preexec_fn=die_with_parent)
     base = f"http://{host}:{port}"
     dispatch = "Redis" if settings.redis_url else "the database"
-    print(f"Conveyor is up: {settings.database_url}, dispatch through {dispatch}", flush=True)
+    print(f"Conveyor is up — dashboard: {base}/ui", flush=True)
+    print(f"  database   {settings.database_url}, dispatch through {dispatch}")
     print(f"  API docs   {base}/docs\n  jobs       {base}/jobs\n  queues     {base}/queues")
     if demo:
         from conveyor.demo import enqueue_examples
 
         for job_type, job_id in enqueue_examples():
-            print(f"  {job_type:<15} {base}/jobs/{job_id}   (live: {base}/jobs/{job_id}/events)")
+            print(f"  {job_type:<15} {base}/ui/jobs/{job_id}   (live: {base}/jobs/{job_id}/events)")
     sys.stdout.flush()
     try:
         uvicorn.run(create_app(app), host=host, port=port, log_level="warning")

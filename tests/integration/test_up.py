@@ -34,7 +34,10 @@ def test_up_demo_runs_everything_on_sqlite(tmp_path: Path) -> None:
         wait_for(lambda: _ok(f"{base}/healthz"), timeout=30, what="the API")
         assert (tmp_path / "conveyor.db").exists()  # the embedded default, migrated
         printed = (tmp_path / "up.log").read_text()
+        assert printed.splitlines()[0] == f"Conveyor is up — dashboard: {base}/ui"
         assert f"{base}/docs" in printed and "/events" in printed
+        page = httpx.get(f"{base}/ui/jobs")
+        assert page.status_code == 200 and "analyze_store" in page.text
         jobs = httpx.get(f"{base}/jobs").json()["items"]
         assert {j["type"] for j in jobs} == {"analyze_store", "call_flaky_api", "slow_report"}
         flaky = next(j for j in jobs if j["type"] == "call_flaky_api")

@@ -16,7 +16,9 @@ from conveyor.api.limits import BodyLimit
 from conveyor.api.metrics import EnqueuedCounts, SharedViews
 from conveyor.api.routes import jobs, schedules, system
 from conveyor.app import Conveyor
-from conveyor.core.settings import api_tokens
+from conveyor.core.access import Access
+from conveyor.core.settings import api_tokens, readonly_tokens
+from conveyor.dashboard import mount_dashboard
 
 
 def create_app(conveyor: Conveyor) -> FastAPI:
@@ -30,7 +32,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         openapi_url=None,
     )
     api.state.conveyor = conveyor
-    api.state.tokens = api_tokens(settings)
+    api.state.access = Access(api_tokens(settings), readonly_tokens(settings))
     api.state.enqueued = EnqueuedCounts()
     api.state.views = SharedViews()
     changes = conveyor.services.changes()  # None: streams poll (SQLite without Redis)
@@ -42,8 +44,9 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     api.include_router(schedules.router)
     api.include_router(system.public)
     api.include_router(_docs(api))
+    mount_dashboard(api)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    api.add_middleware(TokenAuth, tokens=api.state.tokens)  # outermost: before any reading
+    api.add_middleware(TokenAuth, access=api.state.access)  # outermost: before any reading
     return api
 
 

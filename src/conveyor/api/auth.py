@@ -1,51 +1,73 @@
-"""Bearer-token authentication, checked before anything reads the request."""
+"""Authentication, checked before anything reads the request."""
 
 from __future__ import annotations
 
-import hmac
+import time
+from http.cookies import SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from conveyor.api.asgi import send_error
+from conveyor.core.access import SAFE_METHODS, SESSION_COOKIE, Access, Role
 
 PUBLIC_PATHS = frozenset({"/healthz"})
-
-
-def token_ok(tokens: frozenset[str], header: str) -> bool:
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        return False
-    matched = False
-    for token in tokens:  # compare with every token, each in constant time
-        matched |= hmac.compare_digest(token.encode(), given.strip().encode())
-    return matched
+#: The dashboard checks its own session (and shows a login form instead of a 401).
+DASHBOARD_PREFIX = "/ui"
 
 
 class TokenAuth:
-    """With CONVEYOR_API_TOKENS set, every route but /healthz needs ``Authorization: Bearer``.
+    """With tokens configured, every route but /healthz needs ``Authorization: Bearer``;
+    a read-only token only reads. A dashboard session cookie also authorizes reads (the
+    browser's EventSource cannot send a header), never a change: SameSite=Strict and safe
+    methods only, so another site cannot act through it.
 
     A middleware rather than a dependency, so that no body is parsed (and no parse error
     answered) for a caller who has not shown a token.
     """
 
-    def __init__(self, app: ASGIApp, tokens: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
-        self.tokens = tokens
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.tokens or _path(scope) in PUBLIC_PATHS:
+        if scope["type"] != "http" or not self.access.required or _public(_path(scope)):
             await self.app(scope, receive, send)
             return
-        header = ""
+        header = cookie = ""
         for name, value in scope.get("headers", []):
             if name == b"authorization":
                 header = value.decode("latin-1")
-        if token_ok(self.tokens, header):
+            elif name == b"cookie":
+                cookie = value.decode("latin-1")
+        safe = scope.get("method", "GET") in SAFE_METHODS
+        role = self.access.bearer_role(header) if header else None
+        if role is None and not header and safe:
+            role = _session_role(self.access, cookie)
+        if role is Role.ADMIN or (role is Role.READ and safe):
             await self.app(scope, receive, send)
+            return
+        if role is Role.READ:
+            await send_error(send, 403, "forbidden", "this token may only read")
             return
         message = "invalid bearer token" if header else "missing bearer token"
         challenge = [(b"www-authenticate", b'Bearer realm="conveyor"')]
         await send_error(send, 401, "unauthorized", message, headers=challenge)
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path == DASHBOARD_PREFIX or path.startswith("/ui/")
+
+
+def _session_role(access: Access, header: str) -> Role | None:
+    if SESSION_COOKIE not in header:
+        return None
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(header)
+    except Exception:  # a malformed Cookie header authorizes nothing
+        return None
+    morsel = cookies.get(SESSION_COOKIE)
+    return None if morsel is None else access.session_role(morsel.value, time.time())
 
 
 def _path(scope: Scope) -> str:

@@ -8,7 +8,6 @@ from fastapi import Request
 
 from conveyor.api.schemas import JobAccepted, JobPublic, Links
 from conveyor.app import Conveyor
-from conveyor.core.payloads import mask_secrets, masked_view
 from conveyor.core.registry import Registry
 from conveyor.core.states import State
 from conveyor.core.views import JobView
@@ -23,20 +22,14 @@ def links(request: Request, job_id: str) -> Links:
     return Links(**_link_paths(request, job_id))
 
 
-def secret_fields(registry: Registry, job_type: str) -> frozenset[str]:
-    if job_type in registry:
-        return registry.get(job_type).secret_fields
-    return frozenset()
-
-
 def masked(registry: Registry, job_type: str, value: Any) -> Any:
     """A payload (a schedule's, say) with its job type's secret fields masked."""
-    return mask_secrets(value, secret_fields(registry, job_type))
+    return registry.masked_payload(job_type, value)
 
 
 def shown(conveyor: Conveyor, view: JobView) -> JobView:
     """The job as it may be served: its secrets masked by name and by value."""
-    return masked_view(view, secret_fields(conveyor.registry, view.type))
+    return conveyor.registry.shown(view)
 
 
 def job_public(

@@ -21,7 +21,6 @@ from rich.table import Table
 from conveyor.app import Conveyor
 from conveyor.core.errors import ConveyorError
 from conveyor.core.ids import is_job_id
-from conveyor.core.payloads import masked_view
 from conveyor.core.settings import Settings, load_settings, parse_queues
 from conveyor.core.views import JobView
 from conveyor.loading import load_app
@@ -187,8 +186,7 @@ def _follow(app: Conveyor, job_id: str, timeout: float | None) -> JobView:
 
 def _shown(app: Conveyor, view: JobView) -> JobView:
     """The job as it may be printed: its secrets masked by name and by value."""
-    declared = app.registry.get(view.type).secret_fields if view.type in app.registry else ()
-    return masked_view(view, declared)
+    return app.registry.shown(view)
 
 
 def _print_view(view: JobView) -> None:

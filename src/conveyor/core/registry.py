@@ -13,8 +13,10 @@ import pydantic
 from conveyor.core.durations import Duration, parse_duration, parse_timeout
 from conveyor.core.errors import ConfigurationError, InvalidPayload, UnknownJobType
 from conveyor.core.names import InvalidQueueName, check_queue_name
+from conveyor.core.payloads import mask_secrets, masked_view
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.storable import problems
+from conveyor.core.views import JobView
 
 Handler = Callable[..., Any]
 
@@ -173,6 +175,20 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._types
+
+    def secret_fields(self, name: str) -> frozenset[str]:
+        """The fields a job type declared secret (none for an unknown type)."""
+        job_type = self._types.get(name)
+        return job_type.secret_fields if job_type is not None else frozenset()
+
+    def masked_payload(self, name: str, payload: Any) -> Any:
+        """A payload (a schedule's, say) with its job type's secret fields masked."""
+        return mask_secrets(payload, self.secret_fields(name))
+
+    def shown(self, view: JobView) -> JobView:
+        """The job as it may be shown anywhere (API, CLI, dashboard): its secrets masked by
+        name and by value."""
+        return masked_view(view, self.secret_fields(view.type))
 
     def __iter__(self) -> Iterator[JobType]:
         return iter(self._types.values())

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         description="Bearer tokens the API accepts: comma-separated, or @/path/to/file "
         "(one per line). Unset: no authentication.",
     )
+    readonly_tokens: str | None = Field(
+        None,
+        description="Tokens that may only read (GET and HEAD on the API, the dashboard "
+        "without its actions): comma-separated or @/path/to/file.",
+    )
+    ui_readonly: bool = Field(
+        False, description="The dashboard shows everything and refuses every action."
+    )
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest HTTP request body.")
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, description="Idle interval after which an event stream sends a comment."
@@ -97,7 +105,15 @@ def load_settings(**overrides: Any) -> Settings:
 
 def api_tokens(settings: Settings) -> frozenset[str]:
     """The configured API tokens (empty: authentication off)."""
-    raw = settings.api_tokens
+    return _tokens(settings.api_tokens, "CONVEYOR_API_TOKENS")
+
+
+def readonly_tokens(settings: Settings) -> frozenset[str]:
+    """Tokens that may only read; they turn authentication on like API tokens do."""
+    return _tokens(settings.readonly_tokens, "CONVEYOR_READONLY_TOKENS")
+
+
+def _tokens(raw: str | None, variable: str) -> frozenset[str]:
     if not raw or not raw.strip():
         return frozenset()
     if raw.startswith("@"):
@@ -105,12 +121,12 @@ def api_tokens(settings: Settings) -> frozenset[str]:
             with open(raw[1:]) as fh:
                 lines = fh.read().splitlines()
         except OSError as exc:
-            raise ConfigurationError(f"CONVEYOR_API_TOKENS: cannot read {raw[1:]}: {exc}") from None
+            raise ConfigurationError(f"{variable}: cannot read {raw[1:]}: {exc}") from None
         tokens = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     else:
         tokens = {t.strip() for t in raw.split(",") if t.strip()}
     if not tokens:
-        raise ConfigurationError("CONVEYOR_API_TOKENS is set but holds no token")
+        raise ConfigurationError(f"{variable} is set but holds no token")
     return frozenset(tokens)
 
 

@@ -69,3 +69,16 @@ class WorkerStore:
         )
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    @translate_errors
+    def recent(self, since: datetime, limit: int = 500) -> list[dict[str, Any]]:
+        """Workers heard from since ``since``, stopped ones included, newest heartbeat first
+        (the dashboard fades the dead out rather than hiding them at once)."""
+        query = (
+            select(workers)
+            .where(workers.c.heartbeat_at >= since)
+            .order_by(workers.c.heartbeat_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]

@@ -13,7 +13,7 @@ from conveyor.api.deps import ConveyorDep, require_json
 from conveyor.api.schemas import ErrorBody
 from conveyor.api.views import masked
 from conveyor.core.periodic import define
-from conveyor.scheduler import Scheduler, scheduler_for
+from conveyor.scheduler import Scheduler, shared_scheduler
 
 router = APIRouter(
     prefix="/schedules",
@@ -81,11 +81,7 @@ class Triggered(BaseModel):
 
 
 def get_scheduler(request: Request) -> Scheduler:
-    """One per API app, made on first use (on the app's own connections)."""
-    scheduler: Scheduler | None = getattr(request.app.state, "scheduler", None)
-    if scheduler is None:
-        scheduler = request.app.state.scheduler = scheduler_for(request.app.state.conveyor)
-    return scheduler
+    return shared_scheduler(request.app.state, request.app.state.conveyor)
 
 
 SchedulerDep = Annotated[Scheduler, Depends(get_scheduler)]
