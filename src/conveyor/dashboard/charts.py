@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from conveyor.core.views import JobView
+from conveyor.core.views import AttemptView, JobView
 
 WIDTH = 600.0
 HEIGHT = 120.0
@@ -84,18 +84,22 @@ class Bar:
 
 def timeline(job: JobView) -> list[Bar]:
     """Each attempt as a bar on one axis from the job's creation to its last known time."""
-    spans = [(a, a.started_at, a.finished_at or job.updated_at) for a in job.attempts]
-    spans = [(a, s, e) for a, s, e in spans if s is not None and e is not None]
+    spans: list[tuple[AttemptView, datetime, datetime]] = []
+    for attempt in job.attempts:
+        end = attempt.finished_at or job.updated_at
+        if attempt.started_at is not None and end is not None:
+            spans.append((attempt, attempt.started_at, end))
     if not spans:
         return []
     origin = job.created_at
-    end = max(e for _, _, e in spans)
-    total = max((end - origin).total_seconds(), 1e-6)
+    total = max((max(e for _, _, e in spans) - origin).total_seconds(), 1e-6)
     bars = []
     for attempt, started, ended in spans:
         x = (started - origin).total_seconds() / total * 100
         width = max((ended - started).total_seconds() / total * 100, 0.6)
-        bars.append(Bar(attempt.attempt, attempt.outcome, round(x, 2), round(width, 2), attempt.worker_id))
+        bars.append(
+            Bar(attempt.attempt, attempt.outcome, round(x, 2), round(width, 2), attempt.worker_id)
+        )
     return bars
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -220,7 +220,6 @@ def login_page(request: Request) -> Response:
         request,
         "login.html",
         who,
-        status=401 if failed else 200,
         failed=failed,
         next=safe_next(request, request.query_params.get("next")),
     )

@@ -100,12 +100,13 @@ def viewer(request: Request) -> Viewer:
     """The viewer of a page; a redirect to the login form when a session is needed."""
     access = access_of(request)
     root = root_of(request)
-    role: Role | None = Role.ADMIN
+    role = Role.ADMIN
     if access.required:
-        role = access.session_role(request.cookies.get(SESSION_COOKIE, ""), time.time())
-        if role is None:
+        found = access.session_role(request.cookies.get(SESSION_COOKIE, ""), time.time())
+        if found is None:
             here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise Redirect(f"{root}/ui/login?{urlencode({'next': here})}")
+        role = found
     settings = conveyor_of(request).settings
     readonly = settings.ui_readonly or role is Role.READ
     return Viewer(root, role, readonly, access.required, csrf_for(request))
