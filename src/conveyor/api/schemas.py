@@ -207,3 +207,48 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+# -- the history of the last minutes (GET /stats/history) ------------------------------------
+
+
+class MinutePublic(BaseModel):
+    """One minute: attempts that ended in it, their means and wait percentiles (null without
+    any), and the depth sampled in it (null when no sample was taken that minute)."""
+
+    at: datetime = Field(description="The minute's start (UTC).")
+    completed: int
+    failed: int
+    retried: int
+    canceled: int
+    mean_wait_seconds: float | None
+    mean_run_seconds: float | None
+    wait_p50_seconds: float | None = Field(description="Interpolated in histogram buckets.")
+    wait_p95_seconds: float | None
+    wait_p99_seconds: float | None
+    queued: int | None = Field(description="Exact up to 10,000, estimated above.")
+    running: int | None
+
+
+class RecentPublic(BaseModel):
+    """The last 5 minutes (the current one for what has elapsed of it)."""
+
+    completed_per_minute: float
+    failed_per_minute: float
+    mean_wait_seconds: float | None
+    mean_run_seconds: float | None
+
+
+class SeriesPublic(BaseModel):
+    minutes: list[MinutePublic] = Field(description="Oldest first, one per minute.")
+    recent: RecentPublic
+
+
+class HistoryPublic(BaseModel):
+    since: datetime = Field(description="The first minute's start (UTC).")
+    minutes: int
+    total: SeriesPublic = Field(description="Every queue (or the one asked for) together.")
+    queues: dict[str, SeriesPublic] = Field(
+        description="Per queue: the busiest 50 of the window, or the one asked for."
+    )
+    truncated: bool = Field(description="True when more queues had figures than listed.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
 
 from conveyor.core.states import State
@@ -58,3 +59,53 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     if start is None or end is None:
         return None
     return (end - start).total_seconds()
+
+
+# -- per minute, per queue (the dashboard's history) --------------------------------------------
+
+WAIT = "job_wait_seconds"
+RUN = "job_run_seconds"
+WAIT_BUCKET, WAIT_SUM = f"{WAIT}_bucket", f"{WAIT}_sum"
+RUN_BUCKET, RUN_SUM = f"{RUN}_bucket", f"{RUN}_sum"
+#: The metrics also added up per minute and per queue (job types folded): what a chart of
+#: the last hour shows, and nothing else, to keep those rows few.
+MINUTE_METRICS = frozenset({*OUTCOME_METRICS.values(), WAIT_BUCKET, WAIT_SUM, RUN_BUCKET, RUN_SUM})
+#: Depth gauges recorded per minute and per queue: levels, not sums.
+QUEUED_GAUGE, RUNNING_GAUGE = "queued", "running"
+#: Recorded (queue "") for each minute a depth sample was taken: a gauge missing then is 0,
+#: missing otherwise is unknown.
+SAMPLED_GAUGE = "depth_sampled"
+#: (metric, queue, histogram bound or "") -> amount
+MinuteKey = tuple[str, str, str]
+
+
+def per_queue(deltas: Mapping[Key, float]) -> dict[MinuteKey, float]:
+    """The deltas of MINUTE_METRICS, with job types folded into their queue."""
+    folded: defaultdict[MinuteKey, float] = defaultdict(float)
+    for (metric, _job_type, queue, le), amount in deltas.items():
+        if metric in MINUTE_METRICS:
+            folded[(metric, queue, le)] += amount
+    return dict(folded)
+
+
+def minute_of(at: datetime) -> datetime:
+    """The minute ``at`` falls in (its start)."""
+    return at.replace(second=0, microsecond=0)
+
+
+def quantile(counts: dict[str, float], q: float) -> float | None:
+    """The ``q`` quantile (0 < q < 1) of a histogram given as per-bucket counts by bound
+    (``LE`` strings and "+Inf", not cumulative), interpolated linearly inside its bucket as
+    Prometheus' ``histogram_quantile`` does; None without observations. A quantile in the
+    "+Inf" bucket is reported as the highest finite bound: the buckets know no more."""
+    total = sum(counts.values())
+    if total <= 0:
+        return None
+    rank = q * total
+    seen, lower = 0.0, 0.0
+    for bound, le in zip(BUCKETS_S, LE, strict=True):
+        n = counts.get(le, 0.0)
+        if n > 0 and seen + n >= rank:
+            return lower + (bound - lower) * (rank - seen) / n
+        seen, lower = seen + n, bound
+    return BUCKETS_S[-1]

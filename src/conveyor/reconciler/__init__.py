@@ -1,6 +1,6 @@
 """The reconciler: the duties that keep the database's jobs moving whatever a process did —
 promotion of due jobs, rescue of runs whose worker died, stream feeding (Redis dispatch),
-retention — each in its own module with a ``run_once(now)``, run by one leading process.
+retention, the history's depth gauges — each in its own module with a ``run_once(now)``, run by one leading process.
 
 Workers and ``conveyor scheduler`` each build one with ``build_reconciler``.
 """
@@ -13,24 +13,28 @@ from collections.abc import Sequence
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
 from conveyor.dispatch.base import Handoff
+from conveyor.reconciler.depth import DepthGauge
 from conveyor.reconciler.feed import FEED_GRACE_S, HELD_SLACK, StreamFeeder, Streams, served_queues
 from conveyor.reconciler.leadership import LEASE_NAME, Leadership, lease_ttl_s
 from conveyor.reconciler.loop import IO, PROMOTE_EVERY_S, Pass, Reconciler
 from conveyor.reconciler.promote import Promoter
 from conveyor.reconciler.rescue import Rescuer
-from conveyor.reconciler.retention import Cleaner
+from conveyor.reconciler.retention import Cleaner, MinuteCleaner
 from conveyor.services import Services
 from conveyor.store import RunStore, UpkeepStore, WorkerStore
 from conveyor.store.clock import DbClock
 from conveyor.store.leases import LeaseStore
+from conveyor.store.stats import StatsStore
 
 __all__ = [
     "FEED_GRACE_S",
     "HELD_SLACK",
     "IO",
     "LEASE_NAME",
+    "MinuteCleaner",
     "PROMOTE_EVERY_S",
     "Cleaner",
+    "DepthGauge",
     "Handoff",
     "Leadership",
     "Pass",
@@ -60,11 +64,14 @@ def build_reconciler(
     settings: Settings,
     holder: str,
     queues: Sequence[str],
+    stats: StatsStore | None = None,
 ) -> Reconciler:
     """The reconciler of one process. ``holder`` names it in the leader lease (``leases=None``:
     it always leads); ``queues`` are its own, fed along with every live worker's;
     ``streams``: the Redis dispatcher, or None under database dispatch (nothing to feed);
-    ``handoff``: where promoted jobs are pushed (None or ``NO_HANDOFF``: nowhere)."""
+    ``handoff``: where promoted jobs are pushed (None or ``NO_HANDOFF``: nowhere);
+    ``stats``: where the history's gauges go (None: a store on ``upkeep``'s engine)."""
+    stats = StatsStore(upkeep.engine) if stats is None else stats
     reconcile_s = settings.reconcile_seconds
     feeder = None
     if streams is not None:
@@ -81,6 +88,8 @@ def build_reconciler(
         cleaner=Cleaner(
             upkeep, settings.retention_completed_seconds, settings.retention_failed_seconds
         ),
+        depth=DepthGauge(stats),
+        minute_cleaner=MinuteCleaner(stats),
         feeder=feeder,
         reconcile_s=reconcile_s,
     )
@@ -104,4 +113,5 @@ def reconciler_for(
         settings=services.settings,
         holder=holder,
         queues=queues,
+        stats=services.stats,
     )

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from conveyor.reconciler.depth import DepthGauge
 from conveyor.reconciler.feed import StreamFeeder
 from conveyor.reconciler.leadership import Leadership
 from conveyor.reconciler.promote import Promoter
 from conveyor.reconciler.rescue import Rescuer
-from conveyor.reconciler.retention import Cleaner
+from conveyor.reconciler.retention import Cleaner, MinuteCleaner
 from conveyor.store.clock import DbClock
 
 log = logging.getLogger("conveyor.maintenance")  # the name its log lines have always carried
@@ -27,18 +28,22 @@ IO = Callable[..., Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class Pass:
-    """What one pass of every duty did: jobs promoted, rescued, ids fed, jobs deleted."""
+    """What one pass of every duty did: jobs promoted, rescued, ids fed, jobs deleted,
+    queues whose depth was recorded, history rows deleted."""
 
     promoted: int
     rescued: int
     fed: int
     deleted: int
+    gauged: int = 0
+    minutes_deleted: int = 0
 
 
 class Reconciler:
     """Runs the duties while ``leadership`` leads: promotion every
     ``min(PROMOTE_EVERY_S, reconcile_s)``; every ``reconcile_s`` a full pass (the clock
-    measured again, rescue, a full feed, retention); stream top-ups on the passes between.
+    measured again, rescue, a full feed, retention); stream top-ups on the passes between;
+    the depth gauges at the first pass of each minute.
     ``feeder=None``: database dispatch, no streams to feed. Every step is a small fenced
     transaction, so two processes that both think they lead are still safe."""
 
@@ -51,6 +56,8 @@ class Reconciler:
         promoter: Promoter,
         rescuer: Rescuer,
         cleaner: Cleaner,
+        depth: DepthGauge,
+        minute_cleaner: MinuteCleaner,
         feeder: StreamFeeder | None,
         reconcile_s: float,
     ) -> None:
@@ -60,6 +67,8 @@ class Reconciler:
         self.promoter = promoter
         self.rescuer = rescuer
         self.cleaner = cleaner
+        self.depth = depth
+        self.minute_cleaner = minute_cleaner
         self.feeder = feeder
         self.reconcile_s = reconcile_s
         self._last_full = 0.0  # the monotonic time of the last full pass
@@ -72,6 +81,8 @@ class Reconciler:
             rescued=self.rescuer.run_once(now) if full else 0,
             fed=self.feeder.run_once(now, full) if self.feeder is not None else 0,
             deleted=self.cleaner.run_once(now) if full else 0,
+            gauged=self.depth.run_once(now),
+            minutes_deleted=self.minute_cleaner.run_once(now) if full else 0,
         )
 
     async def loop(self, stopping: asyncio.Event) -> None:
@@ -108,5 +119,8 @@ class Reconciler:
             await io(self.rescuer.run_once, clock.now())
         if self.feeder is not None:
             await io(self.feeder.run_once, clock.now(), full)
+        if self.depth.due(clock.now()):  # once a minute
+            await io(self.depth.run_once, clock.now())
         if full:
             await io(self.cleaner.run_once, clock.now())
+            await io(self.minute_cleaner.run_once, clock.now())

@@ -31,10 +31,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
+from conveyor.core import metrics
 from conveyor.core.errors import DatabaseUnavailable
 from conveyor.core.names import OTHER_QUEUE
 from conveyor.core.states import ACTIVE, State
+from conveyor.store import history as per_minute
 from conveyor.store.errors import translate_errors
+from conveyor.store.history import HISTORY_QUEUE_LIMIT, History
 from conveyor.store.tables import counters, jobs
 
 #: Jobs a queue overview reads per state before it estimates instead of counting.
@@ -76,6 +79,8 @@ _VIEW_SETTINGS = text(
     " set_config('max_parallel_workers_per_gather', '0', true)"
 )
 
+_DEPTH_GAUGES = {metrics.QUEUED_GAUGE: State.QUEUED, metrics.RUNNING_GAUGE: State.RUNNING}
+
 #: (metric, job type, queue, histogram bound or "") -> amount to add
 CounterKey = tuple[str, str, str, str]
 #: state -> queue -> jobs
@@ -103,8 +108,10 @@ class StatsStore:
         self.engine = engine
         self.dialect = engine.dialect.name
 
-    def add(self, deltas: Mapping[CounterKey, float]) -> None:
-        """Add to counters in one statement (created on first use)."""
+    def add(self, deltas: Mapping[CounterKey, float], at: datetime | None = None) -> None:
+        """Add to counters in one statement (created on first use); given ``at`` (the
+        database's time), also add the history's metrics to that minute's rows, per queue,
+        in one more statement of the same transaction."""
         if not deltas:
             return
         rows = [
@@ -119,6 +126,67 @@ class StatsStore:
         )
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)
+            if at is not None:
+                per_minute.upsert(conn, metrics.minute_of(at), metrics.per_queue(deltas), add=True)
+
+    # -- history ----------------------------------------------------------------------------
+
+    @translate_errors
+    def history(self, now: datetime, minutes: int = 60, queue: str | None = None) -> History:
+        """Per minute for the ``minutes`` minutes up to ``now``'s, in total and per queue
+        (only ``queue`` if given; else at most HISTORY_QUEUE_LIMIT, the busiest): two
+        statements on ``conveyor_minutes``, none on the jobs table."""
+        with self._view() as conn:
+            return per_minute.read(conn, now, minutes, queue, HISTORY_QUEUE_LIMIT)
+
+    @translate_errors
+    def record_depths(self, now: datetime) -> int:
+        """Set ``now``'s minute's queued and running gauges of each queue, counted as the
+        queue overview counts them (exact up to COUNT_CAP per state, estimated above: good
+        enough for a chart); returns how many queues."""
+        depths = self.depths()
+        gauges = {
+            (gauge, q, ""): float(counts[state])
+            for q, counts in depths.items()
+            for gauge, state in _DEPTH_GAUGES.items()
+        }
+        gauges[(metrics.SAMPLED_GAUGE, "", "")] = 1.0
+        with self.engine.begin() as conn:
+            per_minute.upsert(conn, metrics.minute_of(now), gauges, add=False)
+        return len(depths)
+
+    @translate_errors
+    def purge_minutes(self, before: datetime, max_minutes: int) -> int:
+        """Delete history rows of minutes before ``before``, at most ``max_minutes`` minutes
+        of them (the oldest); returns how many rows."""
+        with self.engine.begin() as conn:
+            return per_minute.purge(conn, before, max_minutes)
+
+    def depths(self, limit: int | None = None) -> dict[str, dict[State, int]]:
+        """Queued and running jobs of each queue that has some, counted like the queue
+        overview's (at most ``limit``, QUEUE_LIMIT, queues: the busiest)."""
+        limit = QUEUE_LIMIT if limit is None else limit
+        with self._view() as conn:
+            sampled = {state: self._sample(conn, state) for state in _DEPTH_GAUGES.values()}
+            full = {s for s, counts in sampled.items() if self._is_full(counts)}
+            seen = {q for counts in sampled.values() for q in counts}
+            common = self._common_queues(conn) if full else set()
+            seen |= common
+            queued = set(sampled[State.QUEUED])
+            if State.QUEUED in full:  # queues whose queued jobs are all newer than the sample
+                queued.update(self._queued_queues(conn, limit + 1))
+            seen |= queued
+            kept = _busiest(seen, sampled, common, limit)
+            estimates = {
+                state: self._estimates(
+                    conn, state, [q for q in kept if state is not State.QUEUED or q in queued]
+                )
+                for state in sorted(full)
+            }
+        return {
+            q: {s: max(n.get(q, 0), estimates.get(s, {}).get(q, 0)) for s, n in sampled.items()}
+            for q in kept
+        }
 
     # -- counters ---------------------------------------------------------------------------
 

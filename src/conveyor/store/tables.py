@@ -152,6 +152,19 @@ counters = Table(
     Column("value", Float, nullable=False),
 )
 
+# The last day, per minute and per queue (job types folded): the outcome counts and wait and
+# run histograms workers add with their counters (same transaction), and the depth gauges the
+# reconciler sets once a minute. The dashboard's charts read it; rows older than a day go.
+minutes = Table(
+    "conveyor_minutes",
+    metadata,
+    Column("minute", UTCDateTime, primary_key=True),  # the minute's start
+    Column("metric", String(100), primary_key=True),
+    Column("queue", String(200), primary_key=True),
+    Column("le", String(20), primary_key=True),  # histogram bucket bound, "" otherwise
+    Column("value", Float, nullable=False),
+)
+
 workers = Table(
     "conveyor_workers",
     metadata,

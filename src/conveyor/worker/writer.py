@@ -226,7 +226,9 @@ class Writer:
             return
         deltas, self._metrics = self._metrics, metrics.new_deltas()
         try:
-            await self.io(self.stats_store.add, deltas)
+            # Stamped with the flush's minute (the database's clock): a delta lands at most
+            # one flush interval late, or the outage's length after a failed write.
+            await self.io(self.stats_store.add, deltas, self.now())
         except BaseException as exc:
             for key, amount in deltas.items():  # counters are added: retrying later is exact
                 self._metrics[key] += amount

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from conveyor.api.deps import ConveyorDep
 from conveyor.api.metrics import render_metrics
-from conveyor.api.schemas import Check, JobTypePublic, QueuePublic, Readiness, WorkerPublic
+from conveyor.api.schemas import (
+    Check,
+    HistoryPublic,
+    JobTypePublic,
+    QueuePublic,
+    Readiness,
+    WorkerPublic,
+)
+from conveyor.core.names import check_queue_name
 from conveyor.store.stats import QUEUE_LIMIT
 
 TRUNCATED_HEADER = "X-Conveyor-Queues-Truncated"
@@ -51,6 +61,26 @@ def queues(request: Request, response: Response, conveyor: ConveyorDep) -> list[
     overview = request.app.state.views.get("queues", lambda: stats.queue_overview(now()))
     response.headers[TRUNCATED_HEADER] = "true" if overview.truncated else "false"
     return [QueuePublic(name=name, **data) for name, data in overview.queues.items()]
+
+
+@router.get("/stats/history", response_model=HistoryPublic)
+def history(
+    request: Request,
+    conveyor: ConveyorDep,
+    minutes: Annotated[int, Query(ge=1, le=1440)] = 60,
+    queue: Annotated[str | None, Query(max_length=200)] = None,
+) -> HistoryPublic:
+    """Per minute for the last ``minutes`` (the current one included), in total and per
+    queue: completed, failed, retried and canceled attempts, mean wait and run, wait
+    percentiles, queued and running depth; and each one's last 5 minutes. From the
+    per-minute table (kept a day), not the jobs."""
+    if queue is not None:
+        check_queue_name(queue)  # 422 invalid_queue_name
+    stats, now = conveyor.services.stats, conveyor.client.clock.now
+    found = request.app.state.views.get(
+        f"history:{minutes}:{queue}", lambda: stats.history(now(), minutes, queue)
+    )
+    return HistoryPublic.model_validate(asdict(found))
 
 
 @router.get("/workers", response_model=list[WorkerPublic])
