@@ -187,7 +187,7 @@ def _truncate(url: str) -> None:
     with psycopg.connect(libpq_url(url), autocommit=True) as c:
         c.execute(
             "TRUNCATE conveyor_attempts, conveyor_jobs, conveyor_workers, conveyor_counters,"
-            " conveyor_schedule_fires, conveyor_schedules, conveyor_leases"
+            " conveyor_schedule_fires, conveyor_schedules, conveyor_leases, conveyor_minutes"
         )
 
 

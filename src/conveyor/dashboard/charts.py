@@ -3,11 +3,15 @@ line charts of the last hour and an attempts timeline."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from conveyor.core.views import AttemptView, JobView
+from conveyor.store.history import History, Minute
+
+Series = tuple[str, str, list[float | None]]
 
 WIDTH = 600.0
 HEIGHT = 120.0
@@ -19,6 +23,7 @@ class Line:
     css: str  # the class that colours it (the stylesheet follows the theme)
     points: str  # "x,y x,y ..." for <polyline points=...>
     last: float | None
+    end: tuple[float, float] | None  # where the last value is drawn (a dot: one value shows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +55,14 @@ def line_chart(
     for name, css, values in series:
         n = len(values)
         step = WIDTH / max(n - 1, 1)
-        points = " ".join(
-            f"{i * step:.1f},{HEIGHT - (v / top * HEIGHT if top else 0):.1f}"
+        xy = [
+            (round(i * step, 1), round(HEIGHT - (v / top * HEIGHT if top else 0), 1))
             for i, v in enumerate(values)
             if v is not None
-        )
+        ]
+        points = " ".join(f"{x},{y}" for x, y in xy)
         last = next((v for v in reversed(values) if v is not None), None)
-        lines.append(Line(name, css, points, last))
+        lines.append(Line(name, css, points, last, xy[-1] if xy else None))
     return Chart(title, unit, top, lines, start, end)
 
 
@@ -103,10 +109,59 @@ def timeline(job: JobView) -> list[Bar]:
     return bars
 
 
-def overview(history: Any) -> list[Chart]:
-    """The overview's charts of the last hour, from StatsStore.history."""
-    raise NotImplementedError
+def overview(history: History) -> list[Chart]:
+    """The overview's charts of the last hour, all queues together."""
+    minutes = history.total.minutes
+    start = minutes[0].at if minutes else None
+    end = minutes[-1].at if minutes else None
+
+    def series(name: str, css: str, pick: Callable[[Minute], float | None]) -> Series:
+        return (name, css, [pick(m) for m in minutes])
+
+    return [
+        line_chart(
+            "Finished per minute",
+            "jobs",
+            [
+                series("completed", "s-ok", lambda m: m.completed),
+                series("failed", "s-bad", lambda m: m.failed),
+                series("retried", "s-b", lambda m: m.retried),
+            ],
+            start,
+            end,
+        ),
+        line_chart(
+            "Queue depth",
+            "jobs",
+            [
+                series("queued", "s-c", lambda m: m.queued),
+                series("running", "s-a", lambda m: m.running),
+            ],
+            start,
+            end,
+        ),
+        line_chart(
+            "Wait before start",
+            "s",
+            [
+                series("p50", "s-ok", lambda m: m.wait_p50_seconds),
+                series("p95", "s-b", lambda m: m.wait_p95_seconds),
+                series("p99", "s-bad", lambda m: m.wait_p99_seconds),
+            ],
+            start,
+            end,
+        ),
+    ]
 
 
-def recent(history: Any) -> dict[str, dict[str, Any]]:
-    raise NotImplementedError
+def recent(history: History) -> dict[str, dict[str, Any]]:
+    """Per queue, the last few minutes' rates and means (the queues table's columns)."""
+    return {
+        name: {
+            "completed_per_minute": series.recent.completed_per_minute,
+            "failed_per_minute": series.recent.failed_per_minute,
+            "mean_wait_seconds": series.recent.mean_wait_seconds,
+            "mean_run_seconds": series.recent.mean_run_seconds,
+        }
+        for name, series in history.queues.items()
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -47,10 +48,14 @@ def guarded(page: Callable[..., Response]) -> Callable[..., Response]:
 
     @functools.wraps(page)
     def wrapper(request: Request, *args: Any, **kwargs: Any) -> Response:
+        started = time.perf_counter()
         try:
-            return page(request, *args, **kwargs)
+            response = page(request, *args, **kwargs)
         except Exception as exc:
-            return failure(request, exc)
+            response = failure(request, exc)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        response.headers["Server-Timing"] = f"page;dur={elapsed_ms:.1f}"  # browsers show it
+        return response
 
     return wrapper
 
@@ -94,8 +99,7 @@ def overview(request: Request) -> Response:
     if health.database is None:
         now = conveyor.client.clock.now()
         queues = conveyor.services.stats.queue_overview(now).queues
-        if hasattr(conveyor.services.stats, "history"):  # TEMP until the history lands
-            history = conveyor.services.stats.history(now, minutes=60)
+        history = conveyor.services.stats.history(now, minutes=60)
         workers = [w for w in data.workers(conveyor, now) if w.alive]
     return render(
         request,
