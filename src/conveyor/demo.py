@@ -46,6 +46,10 @@ async def slow_report(ctx: Context, seconds: int = 120) -> str:
     return "report ready"
 
 
+# A periodic job, to pause, resume and trigger from the dashboard's Schedules page.
+app.schedule("hourly-report", "slow_report", cron="0 * * * *", payload={"seconds": 5})
+
+
 def enqueue_examples() -> list[tuple[str, str]]:
     """A few jobs of each kind: (job type, id)."""
     handles = [(analyze_store.name, analyze_store.enqueue(store_id=i).id) for i in (1, 2, 3)]

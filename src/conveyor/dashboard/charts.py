@@ -46,9 +46,11 @@ def line_chart(
     series: list[tuple[str, str, list[float | None]]],
     start: datetime | None = None,
     end: datetime | None = None,
+    total: bool = False,
 ) -> Chart:
     """Each series (name, css class, values oldest first; None is a gap) as a polyline over
-    the same width, scaled to a rounded top shared by all."""
+    the same width, scaled to a rounded top shared by all. The key shows each series' last
+    value, or with ``total`` its sum over the window (the current minute is still filling)."""
     peak = max((v for _, _, values in series for v in values if v is not None), default=0.0)
     top = _nice(peak)
     lines = []
@@ -62,6 +64,8 @@ def line_chart(
         ]
         points = " ".join(f"{x},{y}" for x, y in xy)
         last = next((v for v in reversed(values) if v is not None), None)
+        if total:
+            last = sum(v for v in values if v is not None)
         lines.append(Line(name, css, points, last, xy[-1] if xy else None))
     return Chart(title, unit, top, lines, start, end)
 
@@ -120,7 +124,7 @@ def overview(history: History) -> list[Chart]:
 
     return [
         line_chart(
-            "Finished per minute",
+            "Finished per minute (key: the hour's total)",
             "jobs",
             [
                 series("completed", "s-ok", lambda m: m.completed),
@@ -129,6 +133,7 @@ def overview(history: History) -> list[Chart]:
             ],
             start,
             end,
+            total=True,
         ),
         line_chart(
             "Queue depth",

@@ -11,8 +11,9 @@ from typing import Any
 
 from conveyor.app import Conveyor
 from conveyor.core.errors import ConveyorError
-from conveyor.core.states import State
+from conveyor.core.states import TERMINAL, State
 from conveyor.core.views import AttemptView, JobView
+from conveyor.store.history import History
 
 log = logging.getLogger("conveyor.dashboard")
 
@@ -61,6 +62,24 @@ def _outcome(future: Any) -> str | None:
         text = str(getattr(exc, "orig", exc)).strip().splitlines()
         return text[0] if text else type(exc).__name__
     return None
+
+
+def with_recent_queues(queues: dict[str, Any], history: History) -> dict[str, Any]:
+    """The overview's queues, and those that only finished work lately (nothing active now:
+    the queue overview leaves them out, the history knows them), by name."""
+    shown = dict(queues)
+    for name in history.queues:
+        if name and name not in shown:
+            shown[name] = {
+                "counts": {s.value: 0 for s in State if s not in TERMINAL},
+                "estimated": [],
+                "oldest_queued_age_seconds": None,
+                "completed_last_minute": 0,
+                "failed_last_minute": 0,
+                "mean_wait_seconds": None,
+                "mean_run_seconds": None,
+            }
+    return dict(sorted(shown.items()))
 
 
 @dataclass(slots=True)

@@ -100,6 +100,7 @@ def overview(request: Request) -> Response:
         now = conveyor.client.clock.now()
         queues = conveyor.services.stats.queue_overview(now).queues
         history = conveyor.services.stats.history(now, minutes=60)
+        queues = data.with_recent_queues(queues, history)
         workers = [w for w in data.workers(conveyor, now) if w.alive]
     return render(
         request,
