@@ -68,6 +68,7 @@ def test_log_in_find_a_job_watch_it_move_and_cancel_it(pg_redis: Backend, new_pa
     page.get_by_label("Find a job by id").press("Enter")
     expect(page).to_have_url(f"{d.ui}/jobs/{job_id}")
     expect(page.get_by_role("heading", level=1)).to_have_text("crawl")
+    expect(page.locator("table.attempts")).to_contain_text("running", timeout=10_000)
 
     # The progress bar moves with the job's event stream, without a reload.
     page.evaluate("window.__same_document = true")
