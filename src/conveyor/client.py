@@ -1,4 +1,5 @@
-"""The one way to change a job from outside: enqueue, get, list, cancel, retry."""
+"""The one way to change a job from outside: enqueue, get, list, cancel, retry; retry,
+cancel or delete in bulk by a filter."""
 
 from __future__ import annotations
 
@@ -13,16 +14,23 @@ from typing import Any
 
 from conveyor import faults
 from conveyor.core.durations import Duration, parse_duration, parse_timeout
-from conveyor.core.errors import ConveyorError, InvalidPayload, PayloadTooLarge, WaitTimeout
-from conveyor.core.ids import new_job_id
+from conveyor.core.errors import (
+    ConveyorError,
+    InvalidBulkRequest,
+    InvalidPayload,
+    PayloadTooLarge,
+    WaitTimeout,
+)
+from conveyor.core.ids import is_job_id, new_job_id
 from conveyor.core.names import check_queue_name
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
 from conveyor.core.states import State
 from conveyor.core.storable import Unstorable, checked_json, text_problem
-from conveyor.core.views import JobView, Page
+from conveyor.core.views import BulkAction, BulkResult, JobFilter, JobView, Page
 from conveyor.dispatch.base import Events, Handoff
 from conveyor.store import Inserted, JobStore, NewJob
+from conveyor.store.bulk import DEFAULT_BATCH, MAX_BATCH, Changed
 from conveyor.store.clock import DbClock
 from conveyor.store.transactional import caller_connection, on_commit
 
@@ -231,20 +239,144 @@ class Client:
     def cancel(self, job_id: str) -> JobView:
         view, changed = self.jobs.cancel(job_id, self.clock.now())
         if changed:
-            self._announce(view.id)
+            self._announce([view.id])
         return view
 
     def retry(self, job_id: str) -> JobView:
         view = self.jobs.retry(job_id, self.clock.now())
         self.dispatch([(view.queue, view.id)])
-        self._announce(view.id)
+        self._announce([view.id])
         return view
 
-    def _announce(self, job_id: str) -> None:
+    def bulk(
+        self,
+        action: BulkAction | str,
+        *,
+        everything: bool = False,
+        batch_size: int = DEFAULT_BATCH,
+        max_batches: int | None = None,
+        budget_s: float | None = None,
+        cursor: str | None = None,
+        **filters: Any,
+    ) -> BulkResult:
+        """Retry, cancel or delete every job matching ``filters`` (those of ``list``) whose
+        state allows it, under the single-job rules, newest first, in committed batches.
+
+        Retried jobs are dispatched and changed ones announced batch by batch. It stops
+        after ``max_batches`` batches or once ``budget_s`` seconds have passed (checked
+        between batches), with ``more`` set and a ``cursor`` to pass back. Jobs skipped
+        meanwhile: running ones (never retried or deleted), ones already asked to stop, and
+        on PostgreSQL rows locked by a worker's claim or finish at that instant. Cancel and
+        delete refuse an empty filter unless ``everything`` is True.
+        """
+        act, job_filter = _bulk_request(action, filters, everything)
+        batches = self.jobs.bulk(
+            act, job_filter, self.clock.now, batch_size=_batch_size(batch_size),
+            cursor=_cursor(cursor),
+        )  # fmt: skip
+        if max_batches is not None and not _whole(max_batches, 1):
+            raise InvalidBulkRequest("max_batches must be a whole number >= 1")
+        deadline = None if budget_s is None else time.monotonic() + budget_s
+        changed = 0
+        for done, batch in enumerate(batches, start=1):
+            changed += len(batch.changed)
+            self._publish_batch(act, batch.changed)
+            out_of_bounds = (max_batches is not None and done >= max_batches) or (
+                deadline is not None and time.monotonic() >= deadline
+            )
+            if batch.cursor is not None and out_of_bounds:
+                return BulkResult(act, changed, more=True, cursor=batch.cursor)
+        return BulkResult(act, changed)
+
+    def _publish_batch(self, action: BulkAction, changed: Changed) -> None:
+        """Hand retried jobs to the workers; tell event streams what changed."""
+        if not changed:
+            return
+        if action is BulkAction.RETRY:
+            self.dispatch(changed)
+        self._announce([job_id for _, job_id in changed])
+
+    def _announce(self, job_ids: Sequence[str]) -> None:
         try:
-            self.events.publish([job_id])
+            self.events.publish(job_ids)
         except Exception as exc:  # event streams fall back to polling
             log.debug("publishing a job event failed: %s", exc)
+
+
+_FILTERS = frozenset(JobFilter.__dataclass_fields__)
+#: Actions that must name some filter (or say ``everything``): their mistakes cannot be undone.
+_NEED_FILTER = frozenset({BulkAction.CANCEL, BulkAction.DELETE})
+
+
+def _bulk_request(
+    action: BulkAction | str, filters: Mapping[str, Any], everything: bool
+) -> tuple[BulkAction, JobFilter]:
+    """The action and filter, checked: InvalidBulkRequest names what is wrong."""
+    try:
+        act = BulkAction(action)
+    except ValueError:
+        known = ", ".join(a.value for a in BulkAction)
+        raise InvalidBulkRequest(f"unknown bulk action {action!r}; known: {known}") from None
+    unknown = sorted(set(filters) - _FILTERS)
+    if unknown:
+        raise InvalidBulkRequest(
+            f"unknown filter {', '.join(unknown)}; filters: {', '.join(sorted(_FILTERS))}"
+        )
+    job_filter = JobFilter(
+        state=_filter_state(filters.get("state")),
+        type=_filter_text("type", filters.get("type")),
+        queue=_filter_text("queue", filters.get("queue")),
+        created_after=_filter_time("created_after", filters.get("created_after")),
+        created_before=_filter_time("created_before", filters.get("created_before")),
+    )
+    if act in _NEED_FILTER and job_filter.empty and not everything:
+        raise InvalidBulkRequest(
+            f"refusing to {act.value} every job: give a filter (state, type, queue, "
+            "created_after, created_before), or all=True to mean every job",
+            action=act.value,
+        )
+    return act, job_filter
+
+
+def _filter_state(value: Any) -> State | None:
+    if value is None:
+        return None
+    try:
+        return State(value)
+    except ValueError:
+        known = ", ".join(s.value for s in State)
+        raise InvalidBulkRequest(f"unknown state {value!r}; states: {known}") from None
+
+
+def _filter_text(name: str, value: Any) -> str | None:
+    if value is not None and not (isinstance(value, str) and value):
+        raise InvalidBulkRequest(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _filter_time(name: str, value: Any) -> datetime | None:
+    if value is not None and not (isinstance(value, datetime) and value.tzinfo is not None):
+        raise InvalidBulkRequest(f"{name} must be a timezone-aware datetime, got {value!r}")
+    return value
+
+
+def _batch_size(value: Any) -> int:
+    if not _whole(value, 1, MAX_BATCH):
+        raise InvalidBulkRequest(f"batch_size must be a whole number from 1 to {MAX_BATCH}")
+    return int(value)
+
+
+def _whole(value: Any, low: int, high: int | None = None) -> bool:
+    """Whether ``value`` is an int (not a bool) from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    return low <= value and (high is None or value <= high)
+
+
+def _cursor(value: str | None) -> str | None:
+    if value is not None and not is_job_id(value):
+        raise InvalidBulkRequest("cursor must be the cursor of a previous bulk result")
+    return value.lower() if value is not None else None
 
 
 def _run_at(opts: EnqueueOptions, now: datetime) -> datetime | None:

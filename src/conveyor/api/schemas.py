@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from conveyor.core.states import State
-from conveyor.core.views import AttemptView, JobView
+from conveyor.core.views import AttemptView, BulkAction, JobView
 
 
 class JobCreate(BaseModel):
@@ -140,6 +140,50 @@ class JobPublic(BaseModel):
 class JobPage(BaseModel):
     items: list[JobPublic]
     next_cursor: str | None
+
+
+TIME_DOC = "An RFC 3339 time with a zone, e.g. 2026-11-26T08:00:00Z."
+DATE_TIME: dict[str, Any] = {"format": "date-time"}
+
+
+class JobFilterBody(BaseModel):
+    """Which jobs a bulk action covers: the filters of GET /jobs, every one given must match."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: State | None = None
+    type: str | None = Field(default=None, min_length=1, max_length=200)
+    queue: str | None = Field(default=None, min_length=1, max_length=200)
+    created_after: str | None = Field(
+        default=None, max_length=64, json_schema_extra=DATE_TIME, description=TIME_DOC
+    )
+    created_before: str | None = Field(
+        default=None, max_length=64, json_schema_extra=DATE_TIME, description=TIME_DOC
+    )
+
+
+class BulkCreate(BaseModel):
+    """A retry, cancel or delete of every job a filter matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: BulkAction
+    filter: JobFilterBody = Field(default_factory=lambda: JobFilterBody())
+    all: bool = Field(
+        False,
+        strict=True,
+        description="Required (true) to cancel or delete with an empty filter: every job.",
+    )
+    cursor: str | None = Field(
+        None, max_length=64, description="A previous response's cursor: go on from there."
+    )
+
+
+class BulkPublic(BaseModel):
+    action: BulkAction
+    changed: int = Field(description="Jobs this request changed.")
+    more: bool = Field(description="The request stopped at its bound: send it again with cursor.")
+    cursor: str | None = Field(description="Where to go on from when more is true.")
 
 
 class JobTypePublic(BaseModel):

@@ -100,6 +100,12 @@ class JobNotFound(ConveyorError):
         super().__init__(f"no job with id {job_id}", job_id=job_id)
 
 
+class InvalidBulkRequest(ConveyorError):
+    """The bulk action or its filter is not acceptable; nothing was changed."""
+
+    code = "invalid_bulk_request"
+
+
 class DatabaseUnavailable(ConveyorError):
     """The database cannot be reached; nothing was written."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from conveyor.core.states import TERMINAL, State
+from conveyor.core.states import CANCELABLE, RETRYABLE, TERMINAL, State
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +63,49 @@ class Page:
 
     items: list[JobView]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a listing or a bulk action covers: every field given must match."""
+
+    state: State | None = None
+    type: str | None = None
+    queue: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when it matches every job."""
+        return all(getattr(self, f.name) is None for f in fields(self))
+
+
+class BulkAction(StrEnum):
+    RETRY = "retry"
+    CANCEL = "cancel"
+    DELETE = "delete"
+
+    @property
+    def sources(self) -> frozenset[State]:
+        """The states a job must be in for this action to change it: the single-job rules
+        (retry: failed or canceled; cancel: not yet terminal; delete: terminal only)."""
+        return _BULK_SOURCES[self]
+
+
+_BULK_SOURCES: dict[BulkAction, frozenset[State]] = {
+    BulkAction.RETRY: RETRYABLE,
+    BulkAction.CANCEL: CANCELABLE,
+    BulkAction.DELETE: TERMINAL,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """What one bulk call did. ``more``: it stopped at its bound before the end of the
+    matching jobs; call again with ``cursor`` to go on from the last job it looked at."""
+
+    action: BulkAction
+    changed: int
+    more: bool = False
+    cursor: str | None = None

@@ -1,8 +1,9 @@
-"""Jobs as the outside world changes them: insert (idempotent), read, list, cancel, retry."""
+"""Jobs as the outside world changes them: insert (idempotent), read, list, cancel, retry;
+in bulk by a filter through ``store.bulk``."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,12 +15,19 @@ from conveyor.core.errors import (
     IllegalTransition,
     JobNotFound,
 )
-from conveyor.core.ids import id_floor, is_job_id
+from conveyor.core.ids import is_job_id
 from conveyor.core.outcome import AttemptOutcome
 from conveyor.core.states import RETRYABLE, State, check_transition
-from conveyor.core.storable import text_problem
-from conveyor.core.views import AttemptView, JobView, Page
+from conveyor.core.views import AttemptView, BulkAction, JobFilter, JobView, Page
 from conveyor.store import pg
+from conveyor.store.bulk import (
+    DEFAULT_BATCH,
+    BulkBatch,
+    BulkStore,
+    cancel_values,
+    filter_conditions,
+    retry_values,
+)
 from conveyor.store.errors import translate_errors
 from conveyor.store.notify import WAKE_CHANNEL
 from conveyor.store.records import Inserted, NewJob
@@ -27,7 +35,6 @@ from conveyor.store.tables import attempts, jobs
 from conveyor.store.writes import ROW_RECORDED_ATTEMPT, recorded_by_job_row
 
 MAX_PAGE = 1000
-ID_SLACK_MS = 1000
 
 
 class JobStore:
@@ -38,6 +45,7 @@ class JobStore:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.wake_channel = WAKE_CHANNEL if wake and self.dialect == "postgresql" else None
+        self.bulk_store = BulkStore(engine)
 
     # -- insert -----------------------------------------------------------------------------
 
@@ -131,23 +139,12 @@ class JobStore:
     ) -> Page:
         """Newest first, by keyset on the time-ordered id: no scan, no count."""
         limit = max(1, min(limit, MAX_PAGE))
-        if any(isinstance(t, str) and text_problem(t) for t in (type, queue)):
-            return Page([], None)  # no job has such a name, and PostgreSQL cannot compare it
-        query: Select[Any] = select(jobs).order_by(jobs.c.id.desc()).limit(limit + 1)
-        if state is not None:
-            query = query.where(jobs.c.state == State(state).value)
-        if type is not None:
-            query = query.where(jobs.c.type == type)
-        if queue is not None:
-            query = query.where(jobs.c.queue == queue)
-        # Ids embed their creation time, so a time range is also an id range: the scan stays
-        # inside it (with a second of slack for clock steps) instead of walking the index.
-        if created_after is not None:
-            floor = id_floor(int(created_after.timestamp() * 1000) - ID_SLACK_MS)
-            query = query.where(jobs.c.created_at >= created_after, jobs.c.id >= floor)
-        if created_before is not None:
-            ceiling = id_floor(int(created_before.timestamp() * 1000) + ID_SLACK_MS)
-            query = query.where(jobs.c.created_at < created_before, jobs.c.id < ceiling)
+        conditions = filter_conditions(JobFilter(state, type, queue, created_after, created_before))
+        if conditions is None:
+            return Page([], None)
+        query: Select[Any] = (
+            select(jobs).where(*conditions).order_by(jobs.c.id.desc()).limit(limit + 1)
+        )
         if cursor is not None:
             if not is_job_id(cursor):
                 raise ValueError(f"invalid cursor {cursor!r}")
@@ -177,15 +174,7 @@ class JobStore:
         if state is State.CANCELED:
             return job_view(row, []), False
         check_transition(job_id, state, State.CANCELED)
-        if state is State.RUNNING:
-            values: dict[str, Any] = {"cancel_requested": True, "updated_at": now}
-        else:
-            values = {
-                "state": State.CANCELED.value,
-                "finished_at": now,
-                "updated_at": now,
-                "error": {"type": "Canceled", "message": "canceled before it ran"},
-            }
+        values = cancel_values(state is State.RUNNING, now)
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
         changed = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
         return job_view(changed, []), True
@@ -202,22 +191,25 @@ class JobStore:
             conn.execute(
                 update(jobs)
                 .where(and_(jobs.c.id == job_id, jobs.c.state == state.value))
-                .values(
-                    state=State.QUEUED.value,
-                    uncharged=jobs.c.attempt,
-                    result=None,
-                    error=None,
-                    stage=None,
-                    progress=None,
-                    message=None,
-                    cancel_requested=False,
-                    finished_at=None,
-                    scheduled_at=None,
-                    updated_at=now,
-                )
+                .values(**retry_values(now))
             )
             changed = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
         return job_view(changed, [])
+
+    def bulk(
+        self,
+        action: BulkAction,
+        job_filter: JobFilter,
+        now: Callable[[], datetime],
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        cursor: str | None = None,
+    ) -> Iterator[BulkBatch]:
+        """Retry, cancel or delete every job ``job_filter`` matches whose state allows it, a
+        committed batch at a time, newest first: ``BulkStore.batches``."""
+        return self.bulk_store.batches(
+            action, job_filter, now, batch_size=batch_size, cursor=cursor
+        )
 
     def _lock(self, conn: Connection, job_id: str) -> Row[Any]:
         query = select(jobs).where(jobs.c.id == job_id)

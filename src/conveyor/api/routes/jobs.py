@@ -1,4 +1,4 @@
-"""/jobs: enqueue, read, list, follow, cancel, retry."""
+"""/jobs: enqueue, read, list, follow, cancel, retry; retry, cancel or delete in bulk."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from conveyor.api.events import job_events
 from conveyor.api.schemas import (
     BatchAccepted,
     BatchCreate,
+    BulkCreate,
+    BulkPublic,
     ErrorBody,
     JobAccepted,
     JobCreate,
@@ -32,6 +34,12 @@ ERRORS = {
     for code in (400, 401, 404, 409, 413, 415, 422, 503)
 }  # fmt: skip
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=ERRORS)  # type: ignore[arg-type]
+
+#: One POST /jobs/bulk does at most this many batches of BULK_BATCH jobs, for at most about
+#: BULK_BUDGET_S seconds (checked between batches); then it answers ``more: true``.
+BULK_BATCH = 1000
+BULK_MAX_BATCHES = 100
+BULK_BUDGET_S = 10.0
 
 
 _NO_OPTIONS = EnqueueOptions()
@@ -120,6 +128,38 @@ def create_batch(body: BatchCreate, request: Request, client: ClientDep) -> Resp
     # store, and building then re-checking 2,000 models cost more than the insert itself.
     out = {"jobs": [accepted_dict(request, i.id, i.state, i.created) for i in inserted]}
     return Response(json.dumps(out), status_code=202, media_type="application/json")
+
+
+@router.post("/bulk", response_model=BulkPublic, dependencies=[Depends(require_json)])
+def bulk_jobs(body: BulkCreate, client: ClientDep) -> BulkPublic:
+    """Retry, cancel or delete every job the filter matches whose state allows it.
+
+    The single-job rules apply: retry takes failed and canceled jobs; cancel takes jobs not
+    yet finished (a running one is asked to stop); delete takes finished jobs, with their
+    attempts. Newest first, in batches of 1,000, each its own transaction. A request stops
+    after 100 batches or about 10 s and answers ``more: true`` with a ``cursor``: send the
+    same body with that cursor to go on. Cancel and delete refuse an empty filter unless
+    ``"all": true``.
+    """
+    if body.cursor is not None and not is_job_id(body.cursor):
+        raise ApiError(422, "invalid_cursor", "cursor must be the cursor of a previous response")
+    where = body.filter
+    result = client.bulk(
+        body.action,
+        everything=body.all,
+        batch_size=BULK_BATCH,
+        max_batches=BULK_MAX_BATCHES,
+        budget_s=BULK_BUDGET_S,
+        cursor=body.cursor,
+        state=where.state,
+        type=where.type,
+        queue=where.queue,
+        created_after=_time("filter.created_after", where.created_after),
+        created_before=_time("filter.created_before", where.created_before),
+    )
+    return BulkPublic(
+        action=result.action, changed=result.changed, more=result.more, cursor=result.cursor
+    )
 
 
 @router.get("/{job_id}", response_model=JobPublic)
