@@ -32,6 +32,8 @@ from conveyor.dashboard.web import (
 )
 from conveyor.scheduler import shared_scheduler
 
+#: A bulk action stops after about this long ("more remain: repeat"), so a form never times out.
+BULK_BUDGET_S = 15.0
 VERBS = {"retry": "Retry", "cancel": "Cancel", "delete": "Delete"}
 EXPLAIN = {
     "retry": "Failed and canceled jobs among them are queued again with a fresh attempt "
@@ -128,8 +130,11 @@ async def bulk(request: Request) -> Response:
             back=query(**flt.params()),
         )
     done = await run_in_threadpool(
-        conveyor.client.bulk, action, **flt.store_filters(), all=flt.empty
-    )
+        functools.partial(
+            conveyor.client.bulk, action, everything=flt.empty, budget_s=BULK_BUDGET_S,
+            **flt.store_filters(),
+        )
+    )  # fmt: skip
     outcome = query(**flt.params(pinned=True), done=action, changed=done.changed,
                     more=1 if done.more else None)  # fmt: skip
     return redirect(request, f"{who.ui}/jobs{outcome}")
