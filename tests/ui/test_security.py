@@ -168,7 +168,7 @@ def test_bad_input_gets_a_page_that_names_the_problem(open_ui: TestClient) -> No
         "/ui/jobs?id=nonsense": (404, "nonsense"),
         "/ui/jobs?state=exploded": (422, "is not a job state"),
         "/ui/jobs?since=3weeks": (422, "since: choose one of"),
-        "/ui/jobs?created_after=yesterday": (422, "is not a time"),
+        "/ui/jobs?created_after=yesterday": (422, "is not an RFC 3339 time"),
         "/ui/jobs?created_after=2026-12-01T00:00:00": (422, "time zone"),
         "/ui/jobs?cursor=zzz": (422, "cursor"),
         "/ui/jobs?type=" + "x" * 300: (422, "at most 200"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from conveyor.core.errors import InvalidDuration
 
@@ -63,3 +63,19 @@ def _parse_text(text: str, name: str) -> float:
             f"{name}: {text!r} is not a duration; use seconds or e.g. '90s', '15m', '2h', '1d'"
         )
     return total
+
+
+def parse_instant(name: str, text: str) -> datetime:
+    """An RFC 3339 time with a zone (``2026-12-03T08:00:00Z``) as a UTC datetime; a
+    ValueError that names ``name`` and what is wrong otherwise (the API's and the dashboard's
+    one rule for times given as text)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not an RFC 3339 time") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{name} needs a time zone, e.g. 2026-12-03T08:00:00Z")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{name}: {text!r} is out of range") from None

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.app import Conveyor
+from conveyor.core.durations import parse_instant
 from conveyor.core.errors import ConveyorError
 from conveyor.core.states import TERMINAL, State
 from conveyor.core.views import AttemptView, JobView
@@ -105,7 +106,7 @@ def workers(conveyor: Conveyor, now: datetime) -> list[WorkerRow]:
 
 
 @dataclass(frozen=True, slots=True)
-class JobFilter:
+class PageFilter:
     """The jobs page's filter, as given in its query string (validated)."""
 
     state: State | None = None
@@ -156,8 +157,8 @@ class BadFilter(ConveyorError):
     code = "invalid_filter"
 
 
-def job_filter(params: dict[str, str], now: datetime) -> JobFilter:
-    """A JobFilter from query or form fields; BadFilter names a field that makes no sense."""
+def job_filter(params: dict[str, str], now: datetime) -> PageFilter:
+    """A PageFilter from query or form fields; BadFilter names a field that makes no sense."""
     state_text = params.get("state") or None
     state = None
     if state_text is not None:
@@ -175,7 +176,7 @@ def job_filter(params: dict[str, str], now: datetime) -> JobFilter:
     for name in ("type", "queue"):
         if len(params.get(name) or "") > 200:
             raise BadFilter(f"{name}: at most 200 characters")
-    return JobFilter(
+    return PageFilter(
         state=state,
         type=(params.get("type") or "").strip() or None,
         queue=(params.get("queue") or "").strip() or None,
@@ -190,12 +191,9 @@ def _time(params: dict[str, str], name: str) -> datetime | None:
     if not text:
         return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise BadFilter(f"{name}: {text!r} is not a time like 2026-12-03T08:00:00Z") from None
-    if value.tzinfo is None:
-        raise BadFilter(f"{name}: give a time zone, e.g. 2026-12-03T08:00:00Z")
-    return value
+        return parse_instant(name, text)
+    except ValueError as exc:
+        raise BadFilter(str(exc)) from None
 
 
 def attempts(job: JobView) -> list[AttemptView]:

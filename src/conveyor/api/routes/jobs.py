@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -26,6 +26,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.api.views import accepted, accepted_dict, job_public
 from conveyor.client import EnqueueOptions, EnqueueRequest
+from conveyor.core.durations import parse_instant
 from conveyor.core.ids import is_job_id
 from conveyor.core.states import State
 
@@ -179,17 +180,9 @@ def _time(name: str, text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiError(
-            422, "validation_error", f"{name}: {text!r} is not an RFC 3339 time"
-        ) from None
-    if value.tzinfo is None:
-        raise ApiError(422, "validation_error", f"{name} needs a time zone, e.g. ...Z")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ApiError(422, "validation_error", f"{name}: {text!r} is out of range") from None
+        return parse_instant(name, text)
+    except ValueError as exc:
+        raise ApiError(422, "validation_error", str(exc)) from None
 
 
 @router.get("", response_model=JobPage)
