@@ -123,8 +123,11 @@ def test_bulk_retry_of_failed_jobs_by_filter(
     assert job(d, fine)["attempt"] == 1  # not matched: left alone
 
 
-def test_pause_resume_and_trigger_a_schedule(sqlite_backend: Backend, new_page: Pages) -> None:
-    d = start_dashboard(sqlite_backend)
+@pytest.mark.parametrize("backend_name", ["sqlite_backend", "pg_redis"])
+def test_pause_resume_and_trigger_a_schedule(
+    backend_name: str, request: pytest.FixtureRequest, new_page: Pages
+) -> None:
+    d = start_dashboard(request.getfixturevalue(backend_name))
     page = new_page()
 
     def listed() -> bool:
@@ -219,8 +222,11 @@ def test_read_only_token_sees_no_action_and_cannot_act(pg_redis: Backend, new_pa
         assert http.post(f"/jobs/{job_id}/retry").status_code == 403
 
 
-def test_overview_updates_live_and_fits_a_phone(sqlite_backend: Backend, new_page: Pages) -> None:
-    d = start_dashboard(sqlite_backend)
+@pytest.mark.parametrize("backend_name", ["sqlite_backend", "pg_redis"])
+def test_overview_updates_live_and_fits_a_phone(
+    backend_name: str, request: pytest.FixtureRequest, new_page: Pages
+) -> None:
+    d = start_dashboard(request.getfixturevalue(backend_name))
     page = new_page(color_scheme="dark", width=390, height=844)
     page.goto(d.ui)
     expect(page.locator("[data-workers-alive]")).to_have_text("1", timeout=15_000)

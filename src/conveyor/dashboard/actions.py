@@ -143,8 +143,9 @@ async def bulk(request: Request) -> Response:
 @router.post("/schedules/{verb}")
 @guarded
 async def schedule_action(request: Request, verb: str) -> Response:
-    who = check_post(request, await form_of(request))
-    name = (await form_of(request)).get("name", "")
+    form = await form_of(request)
+    who = check_post(request, form)
+    name = form.get("name", "")
     scheduler = shared_scheduler(request.app.state, conveyor_of(request))
     if verb in ("pause", "resume"):
         now = await run_in_threadpool(scheduler.store.db_now)

@@ -16,6 +16,7 @@ from conveyor.core.access import Role
 from conveyor.core.errors import (
     ConveyorError,
     DatabaseUnavailable,
+    IllegalTransition,
     JobNotFound,
     ScheduleNotFound,
 )
@@ -74,9 +75,11 @@ def failure(request: Request, exc: Exception) -> Response:
             request, "error.html", who, 503, title="Database unreachable", message=exc.message
         )
     if isinstance(exc, ConveyorError):
-        return render(request, "error.html", who, 422, title="Cannot do that", message=exc.message)
+        status = 409 if isinstance(exc, IllegalTransition) else 422
+        return render(request, "error.html", who, status, title="Cannot do that", message=exc.message)
     log.exception("dashboard page %s failed", request.url.path)
-    return render(request, "error.html", who, 500, title="Something broke", message=repr(exc))
+    message = f"{type(exc).__name__}: the server's log has the details"  # not the text: secrets
+    return render(request, "error.html", who, 500, title="Something broke", message=message)
 
 
 def _anyone(request: Request) -> Viewer:

@@ -45,6 +45,7 @@ templates = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    auto_reload=False,  # templates ship with the package: no stat per render
 )
 templates.filters.update(formats.FILTERS)
 
