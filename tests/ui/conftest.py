@@ -110,7 +110,7 @@ def watch(page: Page, problems: list[str]) -> Page:
     dialog nobody expected, a failed request for one of its own files."""
 
     def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
+        if message.type == "error" and "icon.svg" not in (message.location or {}).get("url", ""):
             problems.append(f"console: {message.text}")
 
     page.on("console", on_console)
@@ -120,8 +120,11 @@ def watch(page: Page, problems: list[str]) -> Page:
 
 
 def _failed(request: Any, problems: list[str]) -> None:
-    # An event stream or a refresh cut short by navigating away is not a problem.
+    # An event stream or a refresh cut short by navigating away is not a problem, nor the
+    # favicon, which the browser fetches lazily (at a test's end, the server may be gone).
     if request.resource_type in ("eventsource", "fetch") or "/events" in request.url:
+        return
+    if request.url.endswith("/ui/static/icon.svg"):
         return
     problems.append(f"request failed: {request.url} {request.failure}")
 
