@@ -45,6 +45,7 @@ class JobView:
     worker_id: str | None = None
     timeout_s: float | None = None
     updated_at: datetime | None = None
+    meta: dict[str, Any] | None = None  # Conveyor's own facts (trace context, webhook)
     attempts: list[AttemptView] = field(default_factory=list)
 
     @property

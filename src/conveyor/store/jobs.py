@@ -239,6 +239,7 @@ def _row(job: NewJob) -> dict[str, Any]:
         "timeout_s": job.timeout_s,
         "idempotency_key": job.idempotency_key,
         "payload_hash": job.payload_hash,
+        "meta": job.meta,
         "created_at": job.created_at,
         "scheduled_at": job.scheduled_at,
         "updated_at": job.created_at,
@@ -272,6 +273,7 @@ def job_view(row: Row[Any], history: list[AttemptView]) -> JobView:
         worker_id=m["worker_id"],
         timeout_s=m["timeout_s"],
         updated_at=m["updated_at"],
+        meta=m["meta"],
         attempts=history,
     )
 

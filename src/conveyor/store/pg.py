@@ -210,13 +210,13 @@ _INSERT = _sql(
     """
     INSERT INTO {jobs} ({id}, {type}, {queue}, {state}, {payload}, {max_attempts}, {timeout_s},
                         {created_at}, {scheduled_at}, {updated_at}, {attempt}, {uncharged},
-                        {cancel_requested})
+                        {cancel_requested}, {meta})
     SELECT {id}, {type}, {queue}, {state}, {payload}, {max_attempts}, {timeout_s},
-           {created_at}, {scheduled_at}, {created_at}, 0, 0, false
+           {created_at}, {scheduled_at}, {created_at}, 0, 0, false, {meta}
     FROM jsonb_to_recordset(CAST(:rows AS jsonb))
          AS t({id} uuid, {type} text, {queue} text, {state} text, {payload} jsonb,
               {max_attempts} int, {timeout_s} float8, {created_at} timestamptz,
-              {scheduled_at} timestamptz)
+              {scheduled_at} timestamptz, {meta} jsonb)
 """
 )
 INSERT_ROWS = text(_INSERT)
@@ -250,6 +250,7 @@ def insert_rows(conn: Connection, new_jobs: Sequence[NewJob], wake: str | None =
             "timeout_s": j.timeout_s,
             "created_at": j.created_at.isoformat(),
             "scheduled_at": j.scheduled_at.isoformat() if j.scheduled_at else None,
+            "meta": j.meta,
         }
         for j in new_jobs
     ]

@@ -23,6 +23,7 @@ class NewJob:
     timeout_s: float | None = None
     idempotency_key: str | None = None
     payload_hash: str | None = None
+    meta: dict[str, Any] | None = None  # Conveyor's own per-job facts (tables.jobs "meta")
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,9 @@ jobs = Table(
     Column("stage", String(200), nullable=True),
     Column("progress", Float, nullable=True),
     Column("message", Text, nullable=True),
+    # Conveyor's own facts about a job, never the user's payload: e.g. the trace context of
+    # the request that enqueued it, a webhook to call when it ends. NULL for most jobs.
+    Column("meta", JsonDoc, nullable=True),
     # Attempts started so far; with the id it fences every write of an attempt.
     Column("attempt", Integer, nullable=False, server_default=text("0")),
     # Attempts that do not count against max_attempts (shutdown hand-backs, manual retries).
