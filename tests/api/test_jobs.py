@@ -7,6 +7,7 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from conveyor import Conveyor
+from conveyor.core.settings import Settings
 from conveyor.store import make_engine
-from tests.api.conftest import enqueue, error_of, job, listed_ids, make_api
+from conveyor.store.schema import upgrade
+from tests.api.conftest import api_for, enqueue, error_of, job, listed_ids, make_api
 from tests.apps.jobs import app as jobs_app
 from tests.conftest import Backend, wait_for
 
@@ -553,10 +557,28 @@ def test_health_and_readiness(backend: Backend, api: TestClient) -> None:
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert body["status"] == "ready" and body["database"]["ok"] is True
+    assert body["migrations"] == {"ok": True, "detail": None}
     if backend.name == "postgres+redis":
         assert body["redis"]["ok"] is True
     else:
         assert body["redis"] is None
+
+
+def test_not_ready_while_the_schema_is_missing_or_behind(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    engine = make_engine(url)
+    with api_for(Conveyor(Settings(database_url=url))) as client:
+        missing = client.get("/readyz")
+        assert missing.status_code == 503 and missing.headers["Retry-After"] == "5"
+        assert missing.json()["database"]["ok"] is True
+        assert "no Conveyor tables" in missing.json()["migrations"]["detail"]
+        upgrade(engine, "0007")
+        behind = client.get("/readyz").json()["migrations"]
+        assert behind["ok"] is False and "at revision 0007" in behind["detail"]
+        assert "conveyor db upgrade" in behind["detail"]
+        upgrade(engine)
+        assert client.get("/readyz").status_code == 200
+    engine.dispose()
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/queues", "/workers", "/metrics"])

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from conveyor import Conveyor
 from conveyor.api import create_app
 from conveyor.core.settings import Settings
+from conveyor.store import make_engine
+from conveyor.store.schema import upgrade
 from tests.api.conftest import api_for
 from tests.conftest import Backend
 
@@ -23,6 +26,18 @@ def test_an_unreachable_database_is_named_not_a_500() -> None:
         assert re.search(r"<b>Database unreachable:</b>[^<]*Connection refused", overview.text)
         jobs = client.get("/ui/jobs")
         assert jobs.status_code == 503 and "Database unreachable" in jobs.text
+    app.close()
+
+
+def test_a_schema_behind_the_code_is_named_on_the_overview(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0008")
+    engine.dispose()
+    app = Conveyor(Settings(database_url=url))
+    with TestClient(create_app(app), raise_server_exceptions=False) as client:
+        page = client.get("/ui").text
+    assert re.search(r"<b>Database schema:</b> the schema is at revision 0008[^<]*db upgrade", page)
     app.close()
 
 

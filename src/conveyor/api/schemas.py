@@ -240,6 +240,7 @@ class Check(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     database: Check
+    migrations: Check  # the schema is at the revision this Conveyor needs
     redis: Check | None
 
 

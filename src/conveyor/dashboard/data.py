@@ -15,6 +15,7 @@ from conveyor.core.errors import ConveyorError
 from conveyor.core.states import TERMINAL, State
 from conveyor.core.views import AttemptView, JobView
 from conveyor.store.history import History
+from conveyor.store.schema import schema_problem
 
 log = logging.getLogger("conveyor.dashboard")
 
@@ -37,21 +38,31 @@ _probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="conveyor-ui-prob
 @dataclass(frozen=True, slots=True)
 class Health:
     database: str | None  # None: answered; else what went wrong
+    schema: str | None  # None: at the revision this Conveyor needs (or not known)
     redis: str | None
     redis_configured: bool
 
     @property
     def ok(self) -> bool:
-        return self.database is None and self.redis is None
+        return self.database is None and self.schema is None and self.redis is None
 
 
 def health(conveyor: Conveyor) -> Health:
-    """Whether the database and Redis answer, each within PROBE_S (run side by side)."""
+    """Whether the database answers with the schema this Conveyor needs, and Redis answers,
+    each within PROBE_S (run side by side)."""
     services = conveyor.services
     database = _probes.submit(services.stats.ping)
     streams = services.streams
     redis = _probes.submit(streams.ping) if streams is not None else None
-    return Health(_outcome(database), _outcome(redis) if redis else None, streams is not None)
+    database_problem = _outcome(database)
+    schema = None
+    if database_problem is None:
+        try:
+            schema = _probes.submit(schema_problem, services.engine).result(timeout=PROBE_S)
+        except Exception as exc:  # a schema we cannot read is a problem of its own
+            schema = f"cannot read the schema's revision: {type(exc).__name__}"
+    redis_problem = _outcome(redis) if redis else None
+    return Health(database_problem, schema, redis_problem, streams is not None)
 
 
 def _outcome(future: Any) -> str | None:

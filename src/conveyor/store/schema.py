@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -20,8 +21,28 @@ def _config() -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The revision this Conveyor's code needs (read from the migration scripts once)."""
     return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the database's schema cannot serve this Conveyor (missing, behind, or ahead of
+    it), or None when it is current. Raises what connecting raises."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return "the database has no Conveyor tables: run `conveyor db upgrade`"
+    try:
+        known = ScriptDirectory.from_config(_config()).get_revision(current) is not None
+    except Exception:  # alembic raises for a revision it has no script of
+        known = False
+    if not known:
+        return f"the schema is at revision {current}, newer than this Conveyor ({head}): upgrade it"
+    return f"the schema is at revision {current}, this Conveyor needs {head}: run `conveyor db upgrade`"
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -21,6 +21,8 @@ from conveyor.api.schemas import (
     WorkerPublic,
 )
 from conveyor.core.names import check_queue_name
+from conveyor.app import Conveyor
+from conveyor.store.schema import schema_problem
 from conveyor.store.stats import QUEUE_LIMIT
 
 TRUNCATED_HEADER = "X-Conveyor-Queues-Truncated"
@@ -98,16 +100,31 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(conveyor: ConveyorDep) -> JSONResponse:
-    """Whether the database and Redis answer, each reported."""
+    """Whether the database answers with the schema this Conveyor needs, and Redis answers;
+    each reported."""
     database = await _check(lambda: conveyor.services.stats.ping())
+    migrations = Check(ok=False, detail="the database does not answer")
+    if database.ok:
+        migrations = await _check(lambda: _schema_current(conveyor))
     redis = None
     streams = conveyor.services.streams
     if streams is not None:
         redis = await _check(streams.ping)
-    ready = database.ok and (redis is None or redis.ok)
-    body = Readiness(status="ready" if ready else "unavailable", database=database, redis=redis)
+    ready = database.ok and migrations.ok and (redis is None or redis.ok)
+    body = Readiness(
+        status="ready" if ready else "unavailable",
+        database=database,
+        migrations=migrations,
+        redis=redis,
+    )
     headers = None if ready else {"Retry-After": "5"}
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503, headers=headers)
+
+
+def _schema_current(conveyor: Conveyor) -> None:
+    problem = schema_problem(conveyor.services.engine)
+    if problem is not None:
+        raise RuntimeError(problem)
 
 
 async def _check(probe) -> Check:  # type: ignore[no-untyped-def]
