@@ -20,8 +20,8 @@ from conveyor.api.schemas import (
     Readiness,
     WorkerPublic,
 )
-from conveyor.core.names import check_queue_name
 from conveyor.app import Conveyor
+from conveyor.core.names import check_queue_name
 from conveyor.store.schema import schema_problem
 from conveyor.store.stats import QUEUE_LIMIT
 
