@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+import fastapi_offline
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from starlette.staticfiles import StaticFiles
 
 from conveyor.api import errors
 from conveyor.api.auth import TokenAuth
@@ -19,6 +22,9 @@ from conveyor.app import Conveyor
 from conveyor.core.access import Access
 from conveyor.core.settings import api_tokens, readonly_tokens
 from conveyor.dashboard import mount_dashboard
+
+#: Swagger UI's files, as fastapi-offline ships them (a current Swagger UI: OpenAPI 3.1).
+SWAGGER_UI = Path(fastapi_offline.__file__).parent / "static"
 
 
 def create_app(conveyor: Conveyor) -> FastAPI:
@@ -44,6 +50,7 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     api.include_router(schedules.router)
     api.include_router(system.public)
     api.include_router(_docs(api))
+    api.mount("/docs/assets", StaticFiles(directory=SWAGGER_UI), name="swagger-ui")
     mount_dashboard(api)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     api.add_middleware(TokenAuth, access=api.state.access)  # outermost: before any reading
@@ -58,7 +65,14 @@ def _docs(api: FastAPI) -> APIRouter:
         return api.openapi()
 
     @router.get("/docs", response_class=HTMLResponse)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="openapi.json", title="Conveyor API")
+    def docs(request: Request) -> HTMLResponse:
+        assets = f"{request.scope.get('root_path', '')}/docs/assets"
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title="Conveyor API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",  # from the package: no CDN
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url=f"{assets}/favicon.png",
+        )
 
     return router
