@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from conveyor.core.settings import Settings
 from conveyor.delivery import Source
-from conveyor.delivery.database import DatabaseSource
+from conveyor.delivery.database import DatabaseSource, Wakeup
 from conveyor.dispatch.base import NO_EVENTS, NO_HANDOFF, Events, Handoff
+from conveyor.dispatch.doorbell import Doorbell, DoorbellListener, doorbell_dir
 from conveyor.store import (
     ClaimStore,
     Engine,
@@ -75,6 +76,9 @@ class Services:
         postgres = engine.dialect.name == "postgresql"
         streams: RedisDispatcher | None = None
         handoff: Handoff = NO_HANDOFF
+        bell = None if postgres else doorbell_dir(engine.url.database or "")
+        if bell is not None:  # SQLite: ring the idle workers of this database file
+            handoff = Doorbell(bell)
         events: Events = NotifyEvents(engine) if postgres else NO_EVENTS
         if settings.redis_url:
             from conveyor.dispatch.redis import RedisDispatcher
@@ -117,7 +121,11 @@ class Services:
             return RedisSource(
                 self.claims, self.streams, worker_id, lease_s, self.clock.now, idle_s=REDIS_BLOCK_S
             )
-        waker = Waker(self.engine, queues) if self.engine.dialect.name == "postgresql" else None
+        waker: Wakeup | None = None
+        if self.engine.dialect.name == "postgresql":
+            waker = Waker(self.engine, queues)
+        elif (bell := doorbell_dir(self.engine.url.database or "")) is not None:
+            waker = DoorbellListener(bell, queues)
         return DatabaseSource(
             self.claims,
             worker_id,
@@ -144,5 +152,7 @@ class Services:
     def close(self) -> None:
         if self.streams is not None:
             self.streams.close()
+        if isinstance(self.handoff, Doorbell):
+            self.handoff.close()
         self.schedules.engine.dispose()
         self.engine.dispose()

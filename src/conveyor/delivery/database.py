@@ -1,15 +1,31 @@
 """Database delivery: a worker claims straight from the jobs table, woken on PostgreSQL by
-LISTEN (``store.notify.Waker``) and otherwise polling."""
+LISTEN (``store.notify.Waker``), on SQLite by a doorbell (``dispatch.doorbell``), and polling
+as a safety net."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from conveyor.core.shares import Shares
 from conveyor.store import ClaimedJob, ClaimStore
-from conveyor.store.notify import Waker
+
+
+class Wakeup(Protocol):
+    """What ends an idle worker's wait early when a job of its queues becomes ready."""
+
+    @property
+    def idle_s(self) -> float | None:
+        """How long an idle wait may last while this is up (None: the usual poll)."""
+        ...
+
+    def listen(self) -> None: ...
+
+    def wait(self, timeout_s: float) -> bool: ...
+
+    def close(self) -> None: ...
 
 #: How long a claim cursor is followed before claims scan a queue from its start again.
 CURSOR_S = 1.0
@@ -34,7 +50,7 @@ class DatabaseSource:
         lease_s: float,
         now: Callable[[], datetime],
         clock: Callable[[], float] = time.monotonic,
-        waker: Waker | None = None,
+        waker: Wakeup | None = None,
         idle_s: float = 1.0,
     ) -> None:
         """``now``: the database's time (``store.clock.DbClock.now``), which leases are on;
@@ -45,7 +61,7 @@ class DatabaseSource:
         self.lease_s = lease_s
         self.now = now
         self.clock = clock
-        self.waker = waker  # PostgreSQL: an idle wait ends early when a job is enqueued
+        self.waker = waker  # an idle wait ends early when a job is enqueued
         self._cursors: dict[str, tuple[str, float]] = {}  # queue -> (last id claimed, since)
 
     def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
@@ -58,7 +74,7 @@ class DatabaseSource:
             claimed += self._claim({queue: free - len(claimed)})
         if not claimed and block_s > 0:
             if self.waker is not None:
-                self.waker.wait(block_s)
+                self.waker.wait(self.waker.idle_s or block_s)
             else:
                 time.sleep(block_s)
         return claimed

@@ -124,6 +124,9 @@ class Waker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # Not every way a job becomes ready notifies (promotions of due jobs, retries by
+        # other clients), so the idle wait stays the worker's poll.
+        self.idle_s: float | None = None
         self.queues = set(queues)
         self.clock = clock
         self._conn: Any = None
