@@ -125,6 +125,46 @@ def test_stage_with_declared_stages_derives_progress() -> None:
     assert (state.stage, state.progress, state.message) == ("index", 75.0, "almost")
 
 
+def test_a_stage_cannot_claim_the_next_ones_share() -> None:
+    """Two stages: 100 % reported inside the first is its end (50 %), not the job's end."""
+    ctx, state = make(stages=["download", "convert"])
+    ctx.stage("download")
+    ctx.progress(100)
+    assert state.progress == 50.0
+    ctx.stage("convert")
+    assert state.progress == 50.0
+    ctx.progress(80)
+    assert state.progress == 80.0
+
+
+def test_stage_progress_is_a_share_of_the_current_stage() -> None:
+    ctx, state = make(stages=["fetch", "parse", "load", "index"])
+    with pytest.raises(ValueError, match="needs a current stage"):
+        ctx.stage_progress(10)
+    ctx.stage("parse")
+    ctx.stage_progress(50, message="page 5 of 10")
+    assert (state.progress, state.message) == (37.5, "page 5 of 10")
+    ctx.stage_progress(100)
+    assert state.progress == 50.0
+    for bad in (-1, 101, True, "50"):
+        with pytest.raises(ValueError, match="stage progress must be"):
+            ctx.stage_progress(bad)  # type: ignore[arg-type]
+    assert state.progress == 50.0
+
+
+def test_a_message_belongs_to_its_stage() -> None:
+    ctx, state = make(stages=["fetch", "parse"])
+    ctx.stage("fetch", message="3 of 9 pages")
+    ctx.progress(20)
+    assert state.message == "3 of 9 pages"
+    ctx.stage("fetch")  # the same stage again keeps it
+    assert state.message == "3 of 9 pages"
+    ctx.stage("parse")
+    assert state.message is None
+    ctx.stage("parse", message="parsing")
+    assert state.message == "parsing"
+
+
 def test_stage_progress_uses_index_over_len() -> None:
     stages = ["a", "b", "c"]
     for i, name in enumerate(stages):
@@ -139,6 +179,9 @@ def test_stage_derived_progress_is_monotonic() -> None:
     ctx.stage("a")
     assert state.stage == "a"
     assert state.progress == 50.0
+    ctx.progress(80)  # capped at stage a's end (25), and progress never goes back
+    assert state.progress == 50.0
+    ctx.stage("d")
     ctx.progress(80)
     ctx.stage("b")
     assert state.progress == 80.0

@@ -96,7 +96,13 @@ class Context:
     def progress(
         self, pct: float | None = None, *, stage: str | None = None, message: str | None = None
     ) -> _Done:
-        """Report progress (0-100, never going back within an attempt), stage and message."""
+        """Report the job's progress (0-100 of the whole job, never going back within an
+        attempt), stage and message.
+
+        With declared stages, stage ``i`` of ``n`` owns the share from ``100*i/n`` to
+        ``100*(i+1)/n``: entering it raises progress to its start, and a report inside it is
+        capped at its end (a stage cannot claim the next one's share). Use
+        ``stage_progress`` to report a percentage of the current stage instead."""
         self.check()
         state = self._progress
         if pct is not None and (
@@ -108,15 +114,34 @@ class Context:
         if stage is not None:
             self._set_stage(stage)
         if pct is not None:
-            state.progress = max(float(pct), state.progress or 0.0)
+            state.progress = max(min(float(pct), self._stage_end()), state.progress or 0.0)
         if message is not None:
             state.message = message
         self._mark()
         return _DONE
 
     def stage(self, name: str, *, message: str | None = None) -> _Done:
-        """Enter a named stage; with a declared stage list, progress follows from it."""
+        """Enter a named stage; with a declared stage list, progress follows from it. A
+        stage's message belongs to it: entering another stage clears it."""
         return self.progress(stage=name, message=message)
+
+    def stage_progress(self, pct: float, *, message: str | None = None) -> _Done:
+        """Report ``pct`` (0-100) of the current declared stage: stage ``i`` of ``n`` at
+        ``pct`` is ``100*(i + pct/100)/n`` of the job."""
+        state = self._progress
+        if not self.stages or state.stage not in self.stages:
+            raise ValueError("stage_progress needs a current stage from the declared stages")
+        if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
+            raise ValueError(f"stage progress must be a number from 0 to 100, got {pct!r}")
+        index = self.stages.index(state.stage)
+        return self.progress(100.0 * (index + pct / 100.0) / len(self.stages), message=message)
+
+    def _stage_end(self) -> float:
+        """Where the current declared stage's share ends (100 without declared stages)."""
+        stage = self._progress.stage
+        if not self.stages or stage not in self.stages:
+            return 100.0
+        return 100.0 * (self.stages.index(stage) + 1) / len(self.stages)
 
     def _set_stage(self, name: str) -> None:
         state = self._progress
@@ -129,6 +154,8 @@ class Context:
                 )
             derived = 100.0 * self.stages.index(name) / len(self.stages)
             state.progress = max(derived, state.progress or 0.0)
+        if name != state.stage:
+            state.message = None  # the last stage's message does not describe this one
         state.stage = name
 
     def _mark(self) -> None:
