@@ -294,3 +294,36 @@ def test_a_failing_step_is_logged_and_the_loop_goes_on(caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger="conveyor.maintenance"):
         asyncio.run(run())
     engine.dispose()
+
+
+def test_queued_jobs_no_live_worker_serves_are_flagged(
+    sqlite_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/queues says `served: false`, and the leader warns once a minute, naming the queue."""
+    from fastapi.testclient import TestClient
+
+    from conveyor.api import create_app
+    from conveyor.reconciler.depth import DepthGauge
+
+    app = sqlite_backend.app()
+    for _ in range(2):
+        app.enqueue("add", {"a": 1}, queue="typo-queue")
+    now = app.client.clock.now()
+    app.services.workers.register("w1", host="h", pid=1, queues={"default": 1}, concurrency=1,
+                                  now=now)  # fmt: skip
+    with TestClient(create_app(app)) as api:
+        served = {q["name"]: q["served"] for q in api.get("/queues").json()}
+    assert served == {"typo-queue": False}
+    gauge = DepthGauge(app.services.stats, app.services.workers, heartbeat_s=10)
+    with caplog.at_level("WARNING", logger="conveyor.maintenance"):
+        gauge.run_once(now)
+        gauge.run_once(now)  # the same minute: no second warning
+    warnings = [r.getMessage() for r in caplog.records if "no live worker" in r.getMessage()]
+    assert warnings == [
+        "queue typo-queue has 2 queued jobs and no live worker serves it "
+        "(start one with --queues typo-queue)"
+    ]
+    app.services.workers.register("w2", host="h", pid=2, queues={"typo-queue": 1},
+                                  concurrency=1, now=now)  # fmt: skip
+    with TestClient(create_app(app)) as api:
+        assert api.get("/queues").json()[0]["served"] is True

@@ -50,6 +50,7 @@ def test_overview_counts_a_backlog_per_queue(sqlite_backend: Backend) -> None:
     row = re.search(r'<a href="/ui/jobs\?queue=parked">parked</a>.*?</tr>', page, re.S)
     assert row, page
     assert '<a href="/ui/jobs?queue=parked&amp;state=queued">3</a>' in row.group(0)
+    assert "data-unserved>no worker</span>" in row.group(0)
 
 
 def test_jobs_are_paged_newest_first_without_gaps(sqlite_backend: Backend) -> None:

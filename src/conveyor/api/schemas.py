@@ -209,6 +209,10 @@ class QueuePublic(BaseModel):
     failed_last_minute: int
     mean_wait_seconds: float | None
     mean_run_seconds: float | None
+    served: bool = Field(
+        description="Whether a live worker serves this queue: false means its jobs wait "
+        "until one does (start a worker with --queues NAME)."
+    )
 
 
 class WorkerPublic(BaseModel):

@@ -16,6 +16,7 @@ from conveyor.core.states import TERMINAL, State
 from conveyor.core.views import AttemptView, JobView
 from conveyor.store.history import History
 from conveyor.store.schema import schema_problem
+from conveyor.store.workers import alive_since
 
 log = logging.getLogger("conveyor.dashboard")
 
@@ -104,11 +105,11 @@ class WorkerRow:
 def workers(conveyor: Conveyor, now: datetime) -> list[WorkerRow]:
     """Workers heard from in the last hour; ``alive`` unless stopped or silent for three
     heartbeats (the rule /workers uses)."""
-    silent_after = timedelta(seconds=3 * conveyor.settings.heartbeat_seconds)
+    since = alive_since(now, conveyor.settings.heartbeat_seconds)
     rows = conveyor.services.workers.recent(now - timedelta(seconds=WORKERS_SHOWN_S))
     out = []
     for row in rows:
-        alive = row["stopped_at"] is None and row["heartbeat_at"] >= now - silent_after
+        alive = row["stopped_at"] is None and row["heartbeat_at"] >= since
         queues = row["queues"] if isinstance(row["queues"], dict) else {}
         weights = sorted(((str(q), int(w)) for q, w in queues.items()), key=lambda p: -p[1])
         out.append(WorkerRow(row, alive, weights))

@@ -97,7 +97,7 @@ def overview(request: Request) -> Response:
     health = data.health(conveyor)
     queues: dict[str, Any] = {}
     history = None
-    workers: list[data.WorkerRow] = []
+    workers: list[data.WorkerRow] = []  # alive ones
     now = None
     if health.database is None:
         now = conveyor.client.clock.now()
@@ -114,6 +114,7 @@ def overview(request: Request) -> Response:
         charts=charts.overview(history) if history is not None else None,
         recent=charts.recent(history) if history is not None else {},
         workers=workers,
+        serving={q for w in workers for q, _ in w.weights},
         now=now,
     )
 

@@ -88,7 +88,7 @@ def build_reconciler(
         cleaner=Cleaner(
             upkeep, settings.retention_completed_seconds, settings.retention_failed_seconds
         ),
-        depth=DepthGauge(stats),
+        depth=DepthGauge(stats, workers, settings.heartbeat_seconds),
         minute_cleaner=MinuteCleaner(stats),
         feeder=feeder,
         reconcile_s=reconcile_s,

@@ -19,6 +19,7 @@ from conveyor.core.ids import id_floor
 from conveyor.dispatch.base import Handoff
 from conveyor.reconciler.promote import hand_off
 from conveyor.store import UpkeepStore, WorkerStore
+from conveyor.store.workers import alive_since
 
 FEED_GRACE_S = 1.0  # jobs younger than this are left to their enqueuer, which pushes them
 HELD_SLACK = 1000  # entries beyond the window a stream may hold (pushes that raced the check)
@@ -44,10 +45,7 @@ def served_queues(
     (heard from within three heartbeats); the leader feeds them all."""
 
     def served(now: datetime) -> list[str]:
-        queues = set(own)
-        for worker in workers.alive(now - timedelta(seconds=3 * heartbeat_s)):
-            queues.update(worker["queues"])
-        return sorted(queues)
+        return sorted(set(own) | workers.serving(alive_since(now, heartbeat_s)))
 
     return served
 

@@ -140,10 +140,10 @@ class StatsStore:
             return per_minute.read(conn, now, minutes, queue, HISTORY_QUEUE_LIMIT)
 
     @translate_errors
-    def record_depths(self, now: datetime) -> int:
+    def record_depths(self, now: datetime) -> dict[str, dict[State, int]]:
         """Set ``now``'s minute's queued and running gauges of each queue, counted as the
         queue overview counts them (exact up to COUNT_CAP per state, estimated above: good
-        enough for a chart); returns how many queues."""
+        enough for a chart); returns the depths it recorded."""
         depths = self.depths()
         gauges = {
             (gauge, q, ""): float(counts[state])
@@ -153,7 +153,7 @@ class StatsStore:
         gauges[(metrics.SAMPLED_GAUGE, "", "")] = 1.0
         with self.engine.begin() as conn:
             per_minute.upsert(conn, metrics.minute_of(now), gauges, add=False)
-        return len(depths)
+        return depths
 
     @translate_errors
     def purge_minutes(self, before: datetime, max_minutes: int) -> int:

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
 from conveyor.store.errors import translate_errors
 from conveyor.store.tables import workers
+
+#: A worker is alive while it has been heard from within this many heartbeats.
+ALIVE_HEARTBEATS = 3
+
+
+def alive_since(now: datetime, heartbeat_s: float) -> datetime:
+    """The oldest heartbeat of a worker still counted alive at ``now``: the one rule for
+    /workers, /queues, the dashboard and the reconciler."""
+    return now - timedelta(seconds=ALIVE_HEARTBEATS * heartbeat_s)
 
 
 class WorkerStore:
@@ -59,6 +68,11 @@ class WorkerStore:
                 .where(workers.c.id == worker_id)
                 .values(stopped_at=now, in_flight=0, heartbeat_at=now, problem=problem)
             )
+
+    @translate_errors
+    def serving(self, since: datetime) -> set[str]:
+        """The queues some worker alive since ``since`` serves (see ``alive_since``)."""
+        return {q for worker in self.alive(since) for q in worker["queues"]}
 
     @translate_errors
     def alive(self, since: datetime) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -24,6 +23,7 @@ from conveyor.app import Conveyor
 from conveyor.core.names import check_queue_name
 from conveyor.store.schema import schema_problem
 from conveyor.store.stats import QUEUE_LIMIT
+from conveyor.store.workers import alive_since
 
 TRUNCATED_HEADER = "X-Conveyor-Queues-Truncated"
 _TRUNCATED_DOC = f"true when more queues had jobs than the {QUEUE_LIMIT:,} listed"
@@ -62,7 +62,12 @@ def queues(request: Request, response: Response, conveyor: ConveyorDep) -> list[
     now = conveyor.client.clock.now  # the database's time, which the rows are on
     overview = request.app.state.views.get("queues", lambda: stats.queue_overview(now()))
     response.headers[TRUNCATED_HEADER] = "true" if overview.truncated else "false"
-    return [QueuePublic(name=name, **data) for name, data in overview.queues.items()]
+    since = alive_since(now(), conveyor.settings.heartbeat_seconds)
+    serving = conveyor.services.workers.serving(since)
+    return [
+        QueuePublic(name=name, served=name in serving, **data)
+        for name, data in overview.queues.items()
+    ]
 
 
 @router.get("/stats/history", response_model=HistoryPublic)
@@ -88,7 +93,7 @@ def history(
 @router.get("/workers", response_model=list[WorkerPublic])
 def workers(conveyor: ConveyorDep) -> list[WorkerPublic]:
     """Workers that sent a heartbeat recently."""
-    since = conveyor.client.clock.now() - timedelta(seconds=3 * conveyor.settings.heartbeat_seconds)
+    since = alive_since(conveyor.client.clock.now(), conveyor.settings.heartbeat_seconds)
     return [WorkerPublic(**w) for w in conveyor.services.workers.alive(since)]
 
 
