@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -19,7 +20,7 @@ from conveyor.app import Conveyor
 from conveyor.client import Client, EnqueueOptions, EnqueueRequest
 from conveyor.core.periodic import ScheduleDef
 from conveyor.core.schedule import CatchUp, Spec, plan
-from conveyor.reconciler import Reconciler, reconciler_for
+from conveyor.reconciler import Reconciler, build_reconciler
 from conveyor.services import Services
 from conveyor.store import NewJob
 from conveyor.store.schedules import Fired, FirePlan, ScheduleStore
@@ -27,6 +28,64 @@ from conveyor.store.schedules import Fired, FirePlan, ScheduleStore
 log = logging.getLogger("conveyor.scheduler")
 
 POLL_S = 0.5
+#: After a failed pass the next waits this long, doubling with each failure in a row.
+BACKOFF_CAP_S = 30.0
+
+
+class Backoff:
+    """When to try again after failures in a row: ``first_s``, doubling up to ``cap_s``; a
+    success starts over. A database outage then costs one warning per try, not several a
+    second. Time is passed in (monotonic seconds)."""
+
+    def __init__(self, first_s: float = POLL_S, cap_s: float = BACKOFF_CAP_S) -> None:
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self.failures = 0
+        self.until = 0.0
+
+    def failed(self, now: float) -> float:
+        """Count a failure; the seconds until the next try."""
+        self.failures += 1
+        delay = min(self.cap_s, self.first_s * 2.0 ** (self.failures - 1))
+        self.until = max(self.until, now + delay)
+        return delay
+
+    def succeeded(self) -> bool:
+        """Start over; True when this ends a run of failures."""
+        ended, self.failures, self.until = self.failures > 0, 0, 0.0
+        return ended
+
+    def remaining_s(self, now: float) -> float:
+        return max(0.0, self.until - now)
+
+
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less when ``stopping`` is set meanwhile."""
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+class BackedOffIO:
+    """The reconciler's ``io`` in ``conveyor scheduler``: ``asyncio.to_thread``, except that
+    after a failure the next step waits out the shared ``backoff`` (or until stopping)."""
+
+    def __init__(self, backoff: Backoff, stopping: asyncio.Event) -> None:
+        self.backoff = backoff
+        self.stopping = stopping
+
+    async def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        wait_s = self.backoff.remaining_s(time.monotonic())
+        if wait_s > 0:
+            await _pause(self.stopping, wait_s)
+        try:
+            result = await asyncio.to_thread(fn, *args, **kwargs)
+        except Exception:
+            self.backoff.failed(time.monotonic())
+            raise
+        self.backoff.succeeded()
+        return result
 
 
 class Scheduler:
@@ -37,13 +96,16 @@ class Scheduler:
         client: Client,
         *,
         poll_s: float = POLL_S,
+        backoff: Backoff | None = None,
     ) -> None:
         """``definitions``: the schedules defined in code (``app.schedules``); ``client``
-        validates the jobs they make and hands them to workers."""
+        validates the jobs they make and hands them to workers; ``backoff``: spaces out
+        passes while they fail (shared with the process's reconciler)."""
         self.definitions = definitions
         self.store = store
         self.client = client
         self.poll_s = poll_s
+        self.backoff = Backoff(poll_s) if backoff is None else backoff
 
     def sync(self) -> None:
         """Upsert the schedules defined in code; disable those removed from it."""
@@ -89,7 +151,8 @@ class Scheduler:
         return lambda _tick: self.client.prepare(request, now)
 
     async def loop(self, stopping: asyncio.Event) -> None:
-        """Run passes until ``stopping`` is set; survives database outages."""
+        """Run passes until ``stopping`` is set; survives database outages, backing off
+        while passes fail."""
         synced = False
         while not stopping.is_set():
             try:
@@ -98,11 +161,13 @@ class Scheduler:
                     synced = True
                 await asyncio.to_thread(self.run_once)
             except Exception as exc:
-                log.warning("scheduler pass failed: %s", exc)
-            try:
-                await asyncio.wait_for(stopping.wait(), self.poll_s)
-            except TimeoutError:
-                pass
+                delay = self.backoff.failed(time.monotonic())
+                log.warning("scheduler pass failed: %s; next try in %g s", exc, delay)
+            else:
+                if self.backoff.succeeded():
+                    log.warning("scheduler passes succeed again")
+            wait_s = self.backoff.remaining_s(time.monotonic())
+            await _pause(stopping, max(self.poll_s, wait_s))
 
 
 def scheduler_for(app: Conveyor) -> Scheduler:
@@ -119,11 +184,28 @@ def shared_scheduler(state: Any, app: Conveyor) -> Scheduler:
     return scheduler
 
 
-def build_scheduler_process(app: Conveyor) -> tuple[Scheduler, Reconciler]:
+def build_scheduler_process(app: Conveyor, stopping: asyncio.Event) -> tuple[Scheduler, Reconciler]:
     """``conveyor scheduler``: the scheduler, and the reconciler duties (taken when no
-    worker holds them), on connections of their own."""
+    worker holds them), on connections of their own, backing off together while the
+    database fails (``stopping`` cuts a backoff short)."""
     holder = f"scheduler:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     services = Services.build(app.settings, consumer=holder, pool_size=2, clock_sync_s=None)
     queues = sorted({t.queue for t in app.registry})
-    reconciler = reconciler_for(services, app.registry, holder, queues)
-    return Scheduler(app.schedules, services.schedules, app.client), reconciler
+    backoff = Backoff()
+    reconciler = build_reconciler(
+        upkeep=services.upkeep,
+        runs=services.runs,
+        workers=services.workers,
+        leases=services.leases,
+        handoff=services.handoff,
+        streams=services.streams,
+        clock=services.clock,
+        io=BackedOffIO(backoff, stopping),
+        registry=app.registry,
+        settings=services.settings,
+        holder=holder,
+        queues=queues,
+        stats=services.stats,
+    )
+    scheduler = Scheduler(app.schedules, services.schedules, app.client, backoff=backoff)
+    return scheduler, reconciler

@@ -3,51 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import logging
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from conveyor.app import Conveyor
+from conveyor.cli import jobs
+from conveyor.cli.common import (
+    APP_OPTION,
+    JSON_OPTION,
+    checked,
+    err_console,
+    friendly_errors,
+    print_json,
+)
 from conveyor.core.errors import ConveyorError
-from conveyor.core.ids import is_job_id
 from conveyor.core.settings import Settings, load_settings, parse_queues
-from conveyor.core.views import JobView
-from conveyor.loading import load_app
-
-F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
-err_console = Console(stderr=True)
-
-APP_OPTION = click.option("--app", "app_spec", help="module:attribute of your Conveyor app.")
-
-
-def friendly_errors(fn: F) -> F:
-    """Show Conveyor errors as one clear line and exit 1, never as a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConveyorError as exc:
-            err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _app(app_spec: str | None) -> Conveyor:
-    return load_app(app_spec) if app_spec else Conveyor()
+from conveyor.loading import DEMO_HINT, load_app
 
 
 @click.group()
@@ -88,7 +62,7 @@ def worker(
     )
     from conveyor.worker.supervisor import exit_for_restart, exit_now, reexec
 
-    app = load_app(app_spec)
+    app = checked(load_app(app_spec), migrates=True)
     weights = parse_queues(queues) if queues else default_queues(app.registry, app.settings)
 
     def serve(migrate: bool = True, supervised: bool = False) -> None:
@@ -123,163 +97,6 @@ def worker(
 
     prepare_to_fork(app)
     sys.exit(Supervisor(lambda: serve(migrate=False, supervised=True), processes).run())
-
-
-@cli.command()
-@click.argument("job_type")
-@APP_OPTION
-@click.option("--json", "payload_json", default="{}", help="The payload as a JSON object.")
-@click.option("--queue")
-@click.option("--delay", help="Run later: seconds or e.g. 10m.")
-@click.option("--idempotency-key")
-@click.option("--wait", is_flag=True, help="Show live progress until the job ends.")
-@click.option("--timeout", type=float, help="With --wait: give up after this many seconds.")
-@friendly_errors
-def enqueue(
-    job_type: str,
-    app_spec: str | None,
-    payload_json: str,
-    queue: str | None,
-    delay: str | None,
-    idempotency_key: str | None,
-    wait: bool,
-    timeout: float | None,
-) -> None:
-    """Enqueue a job of JOB_TYPE."""
-    app = load_app(app_spec)
-    try:
-        payload = json.loads(payload_json)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--json") from None
-    handle = app.enqueue(
-        job_type, payload, queue=queue, delay=delay, idempotency_key=idempotency_key
-    )
-    if not wait:
-        click.echo(handle.id)
-        return
-    view = _follow(app, handle.id, timeout)
-    _print_view(_shown(app, view))
-    sys.exit(0 if view.state.value == "completed" else 1)
-
-
-def _follow(app: Conveyor, job_id: str, timeout: float | None) -> JobView:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    columns = (
-        TextColumn("[bold]{task.fields[state]}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(job_id, total=100, state="queued", detail="")
-        while True:
-            view = _shown(app, app.client.jobs.get(job_id, with_attempts=False))
-            detail = " · ".join(x for x in (view.stage, view.message) if x)
-            bar.update(task, completed=view.progress or 0, state=view.state.value, detail=detail)
-            if view.terminal:
-                return app.get(job_id)
-            if deadline is not None and time.monotonic() > deadline:
-                raise ConveyorError(f"job {job_id} is still {view.state.value} after {timeout} s")
-            time.sleep(0.2)
-
-
-def _shown(app: Conveyor, view: JobView) -> JobView:
-    """The job as it may be printed: its secrets masked by name and by value."""
-    return app.registry.shown(view)
-
-
-def _print_view(view: JobView) -> None:
-    table = Table(show_header=False, box=None)
-    for key in ("id", "type", "queue", "state", "stage", "progress", "message", "attempt"):
-        value = getattr(view, key)
-        if value is not None:
-            table.add_row(key, str(value.value if key == "state" else value))
-    table.add_row("created", str(view.created_at))
-    if view.finished_at:
-        table.add_row("finished", str(view.finished_at))
-    if view.result is not None:
-        table.add_row("result", json.dumps(view.result))
-    if view.error:
-        table.add_row("error", f"{view.error.get('type')}: {view.error.get('message')}")
-    console.print(table)
-    for a in view.attempts:
-        line = f"  attempt {a.attempt}: {a.outcome}"
-        if a.error_type:
-            line += f" ({a.error_type}: {a.error_message})"
-        console.print(line, highlight=False)
-
-
-@cli.command()
-@click.argument("job_id")
-@APP_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-@friendly_errors
-def status(job_id: str, app_spec: str | None, as_json: bool) -> None:
-    """Show a job: state, progress, result or error, attempts."""
-    app = _app(app_spec)
-    view = _shown(app, app.get(job_id))
-    if as_json:
-        click.echo(json.dumps(view.as_dict(), default=str, indent=2))
-    else:
-        _print_view(view)
-
-
-@cli.command()
-@click.argument("job_id")
-@APP_OPTION
-@friendly_errors
-def cancel(job_id: str, app_spec: str | None) -> None:
-    """Cancel a job (a running one is told to stop)."""
-    view = _app(app_spec).cancel(job_id)
-    click.echo(
-        f"{view.id} {view.state.value}{' (cancel requested)' if view.cancel_requested else ''}"
-    )
-
-
-@cli.command()
-@click.argument("job_id")
-@APP_OPTION
-@friendly_errors
-def retry(job_id: str, app_spec: str | None) -> None:
-    """Run a failed or canceled job again."""
-    view = _app(app_spec).retry(job_id)
-    click.echo(f"{view.id} {view.state.value}")
-
-
-@cli.command()
-@APP_OPTION
-@click.option("--state")
-@click.option("--type", "job_type")
-@click.option("--queue")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--cursor")
-@friendly_errors
-def jobs(
-    app_spec: str | None,
-    state: str | None,
-    job_type: str | None,
-    queue: str | None,
-    limit: int,
-    cursor: str | None,
-) -> None:
-    """List jobs, newest first."""
-    from conveyor.core.states import State
-
-    if state is not None and state not in {s.value for s in State}:
-        raise click.BadParameter(
-            f"{state!r}; one of {', '.join(s.value for s in State)}", param_hint="--state"
-        )
-    if cursor is not None and not is_job_id(cursor):
-        raise click.BadParameter("use the id printed after 'next page:'", param_hint="--cursor")
-    page = _app(app_spec).list(state=state, type=job_type, queue=queue, limit=limit, cursor=cursor)
-    table = Table("id", "type", "queue", "state", "progress", "created")
-    for v in page.items:
-        progress = "" if v.progress is None else f"{v.progress:.0f}%"
-        table.add_row(v.id, v.type, v.queue, v.state.value, progress, str(v.created_at))
-    console.print(table)
-    if page.next_cursor:
-        console.print(f"next page: --cursor {page.next_cursor}")
 
 
 @cli.command()
@@ -319,7 +136,9 @@ def up(app_spec: str | None, demo: bool, host: str, port: int, concurrency: int)
     if demo:
         app_spec = "conveyor.demo:app"
     elif not (app_spec or os.environ.get("CONVEYOR_APP")):
-        raise click.UsageError("name your app with --app module:attribute, or try --demo")
+        raise click.UsageError(
+            f"name your app with --app module:attribute, or try --demo{DEMO_HINT}"
+        )
     sys.exit(run_up(app_spec or os.environ["CONVEYOR_APP"], host, port, concurrency, demo))
 
 
@@ -335,15 +154,16 @@ def scheduler(app_spec: str | None) -> None:
 
 @cli.group(invoke_without_command=True)
 @APP_OPTION
+@JSON_OPTION
 @click.pass_context
 @friendly_errors
-def schedules(ctx: click.Context, app_spec: str | None) -> None:
+def schedules(ctx: click.Context, app_spec: str | None, as_json: bool) -> None:
     """List schedules: spec, next fire, last fire and outcome, paused or not."""
     ctx.obj = app_spec
     if ctx.invoked_subcommand is None:
         from conveyor.cli.schedules import list_schedules
 
-        list_schedules(app_spec)
+        list_schedules(app_spec, as_json)
 
 
 def _schedule_action(action: str) -> None:
@@ -373,26 +193,58 @@ def db() -> None:
 def db_upgrade(revision: str) -> None:
     """Create or migrate Conveyor's tables."""
     from conveyor.store import make_engine
+    from conveyor.store.probe import check_database
     from conveyor.store.schema import current_revision, upgrade
 
     settings = load_settings()
+    shown = check_database(settings.database_url, existing=False, tables=False)
     engine = make_engine(settings.database_url)
     upgrade(engine, revision)
-    click.echo(f"database at revision {current_revision(engine)}")
+    click.echo(f"database {shown} at revision {current_revision(engine)}")
 
 
 @cli.command("settings")
-def show_settings() -> None:
-    """List every setting, its environment variable and current value."""
+@JSON_OPTION
+def show_settings(as_json: bool) -> None:
+    """List every setting, its environment variable and current value (secrets hidden)."""
     try:
         current: Settings | None = load_settings()
     except ConveyorError as exc:
-        err_console.print(f"[yellow]{exc.message}[/yellow]")
+        err_console.print(f"[yellow]{exc.message}[/yellow]", soft_wrap=True)
         current = None
+    rows: list[tuple[str, object, str | None]] = [
+        ("CONVEYOR_APP", os.environ.get("CONVEYOR_APP"), APP_DOC)
+    ]
     for name, info in Settings.model_fields.items():
         value = getattr(current, name) if current is not None else info.default
-        click.echo(f"CONVEYOR_{name.upper()}={'' if value is None else value}")
-        click.echo(f"    {info.description or ''}")
+        rows.append((f"CONVEYOR_{name.upper()}", _shown_setting(name, value), info.description))
+    if as_json:
+        print_json([{"variable": v, "value": x, "description": d} for v, x, d in rows])
+        return
+    for variable, value, description in rows:
+        click.echo(f"{variable}={'' if value is None else value}")
+        click.echo(f"    {description or ''}")
+
+
+APP_DOC = "module:attribute of your app: the default of --app (try conveyor.demo:app)."
+
+
+def _shown_setting(name: str, value: object) -> object:
+    """A value fit to print: tokens as ``***``, the database URL without its password."""
+    if value is None:
+        return None
+    if any(word in name for word in ("token", "secret", "password")):
+        return value if str(value).startswith("@") else "***"  # @file: a path, not a secret
+    if name == "database_url":
+        from conveyor.store.probe import shown_url
+
+        return shown_url(str(value))
+    return value
+
+
+for _command in jobs.COMMANDS:
+    cli.add_command(_command)
+click.version_option(package_name="conveyor", message="conveyor %(version)s")(cli)
 
 
 def main() -> None:
