@@ -59,6 +59,10 @@ def test_enqueue_wait_status_cancel_retry(sqlite_backend: Backend) -> None:
 
     delayed = conveyor(b, "enqueue", "add", *APP, "--json", '{"a": 1}', "--delay", "1h")
     delayed_id = delayed.stdout.strip()
+    assert "no live worker" not in delayed.stderr  # the worker serves "default"
+    parked = conveyor(b, "enqueue", "add", *APP, "--json", '{"a": 1}', "--queue", "parked")
+    assert parked.returncode == 0 and len(parked.stdout.split()) == 1  # stdout: the id alone
+    assert "warning: no live worker serves queue 'parked'" in parked.stderr
     canceled = conveyor(b, "cancel", delayed_id)
     assert canceled.returncode == 0 and "canceled" in canceled.stdout
     listing = conveyor(b, "jobs", "--state", "canceled")

@@ -27,6 +27,7 @@ from conveyor.core.ids import is_job_id
 from conveyor.core.states import State
 from conveyor.core.views import JobView
 from conveyor.loading import load_app
+from conveyor.store.workers import alive_since
 
 
 @click.command()
@@ -58,12 +59,24 @@ def enqueue(
     handle = checked(app).enqueue(
         job_type, payload, queue=queue, delay=delay, idempotency_key=idempotency_key
     )
+    _warn_if_unserved(app, queue or app.registry.get(job_type).queue)
     if not wait:
         click.echo(handle.id)
         return
     view = _follow(app, handle.id, timeout)
     _print_view(_shown(app, view))
     sys.exit(0 if view.state is State.COMPLETED else 1)
+
+
+def _warn_if_unserved(app: Conveyor, queue: str) -> None:
+    """Say so on stderr when no live worker serves the job's queue (it waits until one does)."""
+    since = alive_since(app.client.clock.now(), app.settings.heartbeat_seconds)
+    if queue not in app.services.workers.serving(since):
+        err_console.print(
+            f"[yellow]warning:[/] no live worker serves queue {queue!r}; the job waits until "
+            f"one does (conveyor worker --queues {queue})",
+            soft_wrap=True,
+        )
 
 
 def _follow(app: Conveyor, job_id: str, timeout: float | None) -> JobView:
