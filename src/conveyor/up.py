@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socket
 import subprocess
 import sys
+from types import FrameType
 
 import uvicorn
 
 from conveyor.api.app import create_app
 from conveyor.core.errors import ConfigurationError
+from conveyor.core.logs import logging_config, resolve_format
 from conveyor.loading import load_app
 from conveyor.store import make_engine
 from conveyor.store.probe import check_database
@@ -19,6 +22,9 @@ from conveyor.store.schema import upgrade
 from conveyor.worker.supervisor import die_with_parent
 
 log = logging.getLogger("conveyor.up")
+
+#: How long past the worker's grace period ``up`` waits for it: its final writes.
+STOP_MARGIN_S = 10.0
 
 
 def check_port(host: str, port: int) -> None:
@@ -43,7 +49,9 @@ def run_up(app_spec: str, host: str, port: int, concurrency: int, demo: bool) ->
     engine.dispose()
     argv = [sys.executable, "-m", "conveyor", "worker", "--app", app_spec,
             "--concurrency", str(concurrency), "--with-scheduler"]  # fmt: skip
-    worker = subprocess.Popen(argv, preexec_fn=die_with_parent)
+    # A session of its own: a Ctrl-C at the terminal reaches only this process, which passes
+    # one stop on (the terminal's signal and ours would make two: no grace at all).
+    worker = subprocess.Popen(argv, preexec_fn=die_with_parent, start_new_session=True)
     base = f"http://{host}:{port}"
     dispatch = "Redis" if settings.redis_url else "the database"
     print(f"Conveyor is up — dashboard: {base}/ui", flush=True)
@@ -55,12 +63,38 @@ def run_up(app_spec: str, host: str, port: int, concurrency: int, demo: bool) ->
         for job_type, job_id in enqueue_examples():
             print(f"  {job_type:<15} {base}/ui/jobs/{job_id}   (live: {base}/jobs/{job_id}/events)")
     sys.stdout.flush()
+    log_config = logging_config(
+        resolve_format(settings.log_format, tty=sys.stderr.isatty()), settings.log_level
+    )
+    signal.signal(signal.SIGTERM, _interrupt)  # stops like Ctrl-C (uvicorn raises it again)
     try:
-        uvicorn.run(create_app(app), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(app), host=host, port=port, log_config=log_config, log_level="warning"
+        )
+    except KeyboardInterrupt:
+        pass
     finally:
-        worker.terminate()
-        try:
-            worker.wait(35)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker, settings.grace_seconds)
     return 0
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_worker(worker: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Stop the worker as ``conveyor worker`` stops: its running jobs get ``grace_s``; a
+    further Ctrl-C (or SIGTERM) here is passed on and hands them back at once."""
+
+    def forward(_signum: int, _frame: FrameType | None) -> None:
+        worker.send_signal(signal.SIGTERM)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, forward)
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(grace_s + STOP_MARGIN_S)
+    except subprocess.TimeoutExpired:
+        log.warning("the worker did not stop within %g s; killing it", grace_s + STOP_MARGIN_S)
+        worker.kill()
+        worker.wait()

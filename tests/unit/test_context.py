@@ -38,7 +38,13 @@ def test_identity() -> None:
     assert ctx.stages == ("a", "b")
     assert ctx.cancelled is False
     assert ctx.cancel_reason is None
-    assert ctx.logger.extra == {"job_id": "job-1", "attempt": 2}
+    assert ctx.logger.extra == {
+        "job_id": "job-1",
+        "job_type": "reports.build",
+        "queue": "default",
+        "attempt": 2,
+        "worker_id": "",
+    }
 
 
 def test_progress_initial_state() -> None:

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 import click
 
@@ -20,19 +21,42 @@ from conveyor.cli.common import (
     print_json,
 )
 from conveyor.core.errors import ConveyorError
+from conveyor.core.logs import configure_logging, logging_config, resolve_format
 from conveyor.core.settings import Settings, load_settings, parse_queues
 from conveyor.loading import DEMO_HINT, load_app
 
 
 @click.group()
-@click.option("--log-level", default="INFO", show_default=True)
-def cli(log_level: str) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    help="Overrides CONVEYOR_LOG_LEVEL (default INFO).",
+)
+def cli(log_level: str | None) -> None:
     """Conveyor: asynchronous jobs with PostgreSQL as the truth."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if logging.getLogger().level > logging.DEBUG:
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    if log_level:  # through the environment: the processes a command starts inherit it
+        os.environ["CONVEYOR_LOG_LEVEL"] = log_level.upper()
+    _configure_logging()
+
+
+def _configure_logging() -> None:
+    """The process's logging, from CONVEYOR_LOG_FORMAT and CONVEYOR_LOG_LEVEL. With invalid
+    settings it falls back to the defaults: the command that reads them then says, in one
+    line, what is wrong (``friendly_errors``), and ``conveyor settings`` still runs."""
+    try:
+        settings = load_settings()
+        chosen, level = settings.log_format, settings.log_level
+    except ConveyorError:
+        chosen, level = "auto", "INFO"
+    configure_logging(resolve_format(chosen, tty=sys.stderr.isatty()), level)
+
+
+def _log_config() -> dict[str, Any]:
+    """The logging configuration uvicorn applies in each of its processes (the settings are
+    valid by now: the command has read them)."""
+    settings = load_settings()
+    chosen = resolve_format(settings.log_format, tty=sys.stderr.isatty())
+    return logging_config(chosen, settings.log_level)
 
 
 @cli.command()
@@ -118,6 +142,7 @@ def api(app_spec: str | None, host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
+        log_config=_log_config(),
         log_level=logging.getLevelName(logging.getLogger().level).lower(),
     )
 

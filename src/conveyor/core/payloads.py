@@ -108,3 +108,9 @@ def _mask_strings(value: Any, hide: Callable[[str], str]) -> Any:
     if isinstance(value, list):
         return [_mask_strings(v, hide) for v in value]
     return value
+
+
+def text_masker(payload: Any, extra: Iterable[str] = ()) -> Callable[[str], str] | None:
+    """What masks ``payload``'s secret values in a text (an error message, a traceback, a log
+    line) as ``masked_view`` does; None when the payload holds no secret value."""
+    return _hider(payload, frozenset(extra))

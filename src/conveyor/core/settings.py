@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.core.errors import ConfigurationError
@@ -72,6 +72,22 @@ class Settings(BaseSettings):
     )
     progress_flush_seconds: float = Field(
         0.25, gt=0, description="How often coalesced progress updates are written."
+    )
+    log_format: Annotated[
+        Literal["auto", "json", "text"],
+        BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    ] = Field(
+        "auto",
+        description="Log lines as JSON objects (one a line) or text; auto: text when stderr "
+        "is a terminal, JSON otherwise.",
+    )
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
+    ] = Field(
+        "INFO",
+        description="Least severe log lines shown: DEBUG adds each job's start and failure "
+        "tracebacks, INFO each job's end, WARNING only failures and problems.",
     )
 
     @field_validator("database_url")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from conveyor.core.logs import job_fields, job_label
 from conveyor.core.outcome import AttemptOutcome, decide_lost
 from conveyor.core.registry import Registry
+from conveyor.core.states import State
 from conveyor.store import ExpiredRun, Finish, RunStore, UpkeepStore
 
 log = logging.getLogger("conveyor.maintenance")  # the name its log lines have always carried
@@ -27,9 +29,13 @@ class Rescuer:
         expired = self.upkeep.expired_runs(now)
         if not expired:
             return 0
-        recovered = self.runs.finish([self._finish(run, now) for run in expired])
+        finishes = [self._finish(run, now) for run in expired]
+        recovered = self.runs.finish(finishes)
         if recovered:
             log.warning("recovered %d job(s) from lost workers", recovered)
+            if log.isEnabledFor(logging.WARNING):
+                for run, finish in zip(expired, finishes, strict=True):
+                    _say_lost(run, finish, late=len(expired) - recovered)
         return recovered
 
     def _finish(self, run: ExpiredRun, now: datetime) -> Finish:
@@ -52,3 +58,17 @@ class Rescuer:
             run_at=decision.run_at,
             expired_before=now,
         )
+
+
+def _say_lost(run: ExpiredRun, finish: Finish, late: int) -> None:
+    """One line per recovered job, like a worker's line about its jobs (``worker_lost``)."""
+    fields = job_fields(run.id, run.type, run.queue, run.attempt, run.worker_id or "")
+    fields.update(event="worker_lost", state=finish.state.value)
+    what = finish.state.value
+    if finish.state is State.RETRYING and finish.run_at is not None:
+        fields["delay_s"] = delay_s = round((finish.run_at - finish.finished_at).total_seconds(), 3)
+        what = f"retrying in {delay_s:.1f} s"
+    maybe = f" (unless it is one of {late} a late renewal kept)" if late else ""
+    log.warning(
+        "%s lost its worker (lease expired): %s%s", job_label(fields), what, maybe, extra=fields
+    )

@@ -16,8 +16,10 @@ import sys
 import traceback
 from typing import IO, Any
 
-from conveyor.core.errors import Permanent
+from conveyor.core.errors import ConveyorError, Permanent
+from conveyor.core.logs import configure_logging, resolve_format
 from conveyor.core.outcome import cap_traceback
+from conveyor.core.settings import load_settings
 from conveyor.worker.context import Context, Progress
 from conveyor.worker.supervisor import die_with_parent
 
@@ -42,6 +44,7 @@ def main() -> None:
     die_with_parent()
     channel = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # prints from the handler go to stderr
+    _configure_logging()
     spec = json.loads(sys.stdin.readline())
     handler, kwargs = _handler(spec["module"], spec["qualname"], spec["payload"])
     progress = Progress(spec.get("progress"), spec.get("stage"))
@@ -57,6 +60,9 @@ def main() -> None:
         stages=spec["stages"],
         progress=progress,
         on_dirty=report,
+        worker_id=spec.get("worker_id", ""),
+        payload=spec["payload"],
+        secret_fields=spec.get("secret_fields", ()),
     )
     args = (ctx,) if spec["takes_context"] else ()
     try:
@@ -74,6 +80,17 @@ def main() -> None:
     except (TypeError, ValueError) as exc:
         _send(channel, {"error": {"type": "ResultNotSerializable", "message": str(exc)},
                         "retryable": False})  # fmt: skip
+
+
+def _configure_logging() -> None:
+    """The worker's log format and level, so ``ctx.logger`` lines look the same here."""
+    try:
+        settings = load_settings()
+    except ConveyorError:  # the worker that started this child has read them already
+        return
+    configure_logging(
+        resolve_format(settings.log_format, tty=sys.stderr.isatty()), settings.log_level
+    )
 
 
 async def _await(awaitable: Any) -> Any:

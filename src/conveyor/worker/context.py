@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 from conveyor.core.errors import JobCanceled
+from conveyor.core.logs import JobLogger, job_fields
 from conveyor.core.storable import text_problem
 
 log = logging.getLogger("conveyor.job")
@@ -53,7 +54,12 @@ class Context:
         stages: Sequence[str],
         progress: Progress,
         on_dirty: Any = None,
+        worker_id: str = "",
+        payload: Any = None,
+        secret_fields: Iterable[str] = (),
     ) -> None:
+        """``worker_id``, ``payload`` and ``secret_fields`` serve ``logger`` only: its lines
+        name the worker, and the payload's secret values are masked in them."""
         self.job_id = job_id
         self.job_type = job_type
         self.queue = queue
@@ -66,15 +72,20 @@ class Context:
         self.cancel_reason: str | None = None
         # True while a worker thread runs this (sync) handler, set by that thread.
         self.in_thread = False
-        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+        self.worker_id = worker_id
+        self._payload = payload
+        self._secret_fields = secret_fields
+        self._logger: JobLogger | None = None
 
     @property
-    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger whose records carry the job id and attempt."""
+    def logger(self) -> JobLogger:
+        """A logger whose lines carry the job's id, type, queue, attempt and worker, like
+        the worker's own lines about the job (made on first use: most handlers never log)."""
         if self._logger is None:
-            self._logger = logging.LoggerAdapter(
-                log, {"job_id": self.job_id, "attempt": self.attempt}
+            fields = job_fields(
+                self.job_id, self.job_type, self.queue, self.attempt, self.worker_id
             )
+            self._logger = JobLogger(log, fields, self._payload, self._secret_fields)
         return self._logger
 
     @property

@@ -20,6 +20,7 @@ from conveyor.reconciler import Reconciler
 from conveyor.scheduler import Scheduler
 from conveyor.services import Services
 from conveyor.store import ClaimedJob, Finish
+from conveyor.worker import joblog
 from conveyor.worker.context import Context, Progress
 from conveyor.worker.execute import CANCEL, SHUTDOWN, execute
 from conveyor.worker.health import TICK_S, Health
@@ -104,12 +105,32 @@ class Worker:
     # -- lifecycle --------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """First call: stop claiming and drain within the grace period. Second: hurry."""
+        """First call: stop claiming and drain within the grace period. Second: hand the
+        running jobs back at once (queued again, no attempt charged), then stop."""
         if self._stopping.is_set():
+            if not self._hurry and self.runs:
+                log.warning("stopping now: handing back %d running job(s)", len(self.runs))
             self._hurry = True
             self._hand_back_all()
+        else:
+            self._say_stopping()
         self._stopping.set()
         self._slot_free.set()
+
+    def _say_stopping(self) -> None:
+        """What a stop waits for, and how to stop waiting: said at the first signal."""
+        if self.health.replace_reason is not None:
+            return  # said already, by whoever decided to replace this worker
+        running = len(self.runs)
+        if not running:
+            log.info("stopping: no running jobs")
+            return
+        log.info(
+            "stopping: waiting up to %g s for %d running job(s); Ctrl-C again (or a second "
+            "SIGTERM) to hand them back now",
+            self.grace_s,
+            running,
+        )
 
     async def run(self) -> None:
         try:
@@ -202,8 +223,11 @@ class Worker:
         self.writer.claimed(job)
         progress = Progress(job.progress, job.stage)
         stages: tuple[str, ...] = ()
+        secrets: frozenset[str] = frozenset()
         if job.type in self.registry:
-            stages = self.registry.get(job.type).stages
+            job_type = self.registry.get(job.type)
+            stages, secrets = job_type.stages, job_type.secret_fields
+        joblog.started(job, self.worker_id)
         ctx = Context(
             job_id=job.id,
             job_type=job.type,
@@ -212,6 +236,9 @@ class Worker:
             stages=stages,
             progress=progress,
             on_dirty=self._progressed,
+            worker_id=self.worker_id,
+            payload=job.payload,
+            secret_fields=secrets,
         )
         run = Run(job, ctx, progress)
         self.runs[job.id] = run
@@ -253,6 +280,7 @@ class Worker:
     def _record(self, run: Run, attempt: Attempt) -> None:
         job = run.job
         if attempt.outcome is AttemptOutcome.WORKER_LOST:
+            joblog.lease_lost(job, self.worker_id)
             return  # the job is no longer ours: whoever recovered it records the attempt
         policy = self.registry.policy(job.type, job.max_attempts)
         now = self.clock.now()
@@ -275,6 +303,7 @@ class Worker:
             message=run.progress.message,
         )
         self.writer.finished(finish, job)
+        joblog.ended(job, finish, self.registry)
 
     def _progressed(self, job_id: str) -> None:
         run = self.runs.get(job_id)
@@ -367,6 +396,12 @@ class Worker:
         running = [run.task for run in list(self.runs.values()) if run.task]
         if running and not self._hurry:
             await asyncio.wait(running, timeout=self.grace_s)
+            if self.runs and not self._hurry:
+                log.warning(
+                    "grace period of %g s over: handing back %d running job(s)",
+                    self.grace_s,
+                    len(self.runs),
+                )
         self._hand_back_all()
         remaining = [run.task for run in list(self.runs.values()) if run.task]
         if remaining:

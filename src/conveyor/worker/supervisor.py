@@ -73,6 +73,7 @@ class Supervisor:
         self.processes = processes
         self.children: dict[int, int] = {}  # slot -> pid, while it runs
         self.stopping = False
+        self.signals = 0  # stop signals received (passed on to every child)
         self.restarts = 0
 
     def _spawn(self, slot: int) -> None:
@@ -93,6 +94,10 @@ class Supervisor:
         try:
             for signum in _STOP_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
+            # A process group of its own: a Ctrl-C at the terminal reaches the supervisor
+            # alone, which passes it on once (the terminal's and ours would make two: a
+            # second stop hands running jobs back at once).
+            os.setpgid(0, 0)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             die_with_parent()
             if os.getppid() != parent:  # the supervisor died before prctl took effect
@@ -116,6 +121,7 @@ class Supervisor:
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:
         self.stopping = True
+        self.signals += 1
         for pid in self.children.values():
             try:
                 os.kill(pid, signum)
@@ -128,7 +134,11 @@ class Supervisor:
         for slot in range(self.processes):
             self._spawn(slot)
         failures = dict.fromkeys(range(self.processes), 0)
+        said = 0
         while self.children:
+            if self.signals > said:  # said here, not in the signal handler
+                said = self.signals
+                self._say_stopping(said)
             for slot, pid in list(self.children.items()):
                 code = self._exited(pid)
                 if code is None:
@@ -146,3 +156,13 @@ class Supervisor:
                 self._spawn(slot)
             time.sleep(0.2)
         return 0
+
+    def _say_stopping(self, signals: int) -> None:
+        if signals == 1:
+            log.info(
+                "stopping %d worker process(es): each waits up to its grace period for its "
+                "running jobs; Ctrl-C again (or a second SIGTERM) to hand them back now",
+                len(self.children),
+            )
+        else:
+            log.warning("stopping now: the worker processes hand their running jobs back")

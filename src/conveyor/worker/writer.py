@@ -138,6 +138,12 @@ class Writer:
             accepted = sum(written)
             self.stats.finished += accepted
             self.stats.fenced += len(batch) - accepted
+            if accepted < len(batch):  # their lines said how they ended: say it did not stick
+                log.warning(
+                    "%d finished attempt(s) not recorded: their jobs were recovered elsewhere "
+                    "after a lost lease",
+                    len(batch) - accepted,
+                )
             self._count(batch, fenced=len(batch) - accepted)
             await self.announce([f.job_id for f, _ in batch])
             await self._redispatch(

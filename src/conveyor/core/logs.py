@@ -1,0 +1,176 @@
+"""Log lines: the JSON and text formats, the one logging configuration every command uses,
+and the fields that name a job in a line (its id, type, queue, attempt and worker).
+
+Pure but for what ``logging`` itself does: the caller says whether stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import sys
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from conveyor.core.payloads import text_masker
+
+Format = Literal["json", "text"]
+
+#: The fields of every line about one job (``extra=`` on the record, keys in JSON).
+JOB_FIELDS = ("job_id", "job_type", "queue", "attempt", "worker_id")
+#: How a line about a job names it in its message, so text lines carry the fields too.
+JOB_LABEL = "job %s (%s, queue %s, attempt %d, worker %s)"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Attributes every LogRecord has: anything else on a record came from ``extra=``.
+_RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message", "asctime", "taskName", "color_message",  # uvicorn's colored twin of message
+}  # fmt: skip
+
+
+def job_fields(
+    job_id: str, job_type: str, queue: str, attempt: int, worker_id: str
+) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "job_type": job_type,
+        "queue": queue,
+        "attempt": attempt,
+        "worker_id": worker_id,
+    }
+
+
+def job_label(fields: Mapping[str, Any]) -> str:
+    """``JOB_LABEL`` filled in from a record's job fields."""
+    return JOB_LABEL % tuple(fields[name] for name in JOB_FIELDS)
+
+
+def rfc3339(created: float) -> str:
+    """A record's time as RFC 3339 in UTC with milliseconds: ``2025-01-31T09:15:02.123Z``."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: timestamp, level, logger, message, every ``extra=`` field, and
+    ``exception`` when the record carries one (a job's ``traceback`` is a field of its own)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "timestamp": rfc3339(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRS:
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message``, then a job's ``traceback`` field when it has one."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        traceback = getattr(record, "traceback", None)
+        return f"{text}\n{traceback.rstrip()}" if traceback else text
+
+
+def resolve_format(setting: str, *, tty: bool) -> Format:
+    """``CONVEYOR_LOG_FORMAT`` made concrete: ``auto`` is text for a person at a terminal,
+    JSON for whatever collects the output of a service."""
+    if setting == "auto":
+        return "text" if tty else "json"
+    return "json" if setting == "json" else "text"
+
+
+def logging_config(log_format: Format, level: str) -> dict[str, Any]:
+    """The ``dictConfig`` of every Conveyor process, uvicorn's included (``conveyor api``
+    hands it to uvicorn, which applies it in each of its worker processes too)."""
+    formatter = "JsonFormatter" if log_format == "json" else "TextFormatter"
+    quiet = "WARNING" if level != "DEBUG" else "DEBUG"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,  # module loggers made at import keep working
+        "formatters": {"conveyor": {"()": f"{__name__}.{formatter}"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "conveyor",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            # uvicorn's own handlers off: its lines reach the root handler, in our format.
+            "uvicorn": {"handlers": [], "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": True},
+            "alembic": {"level": quiet},  # one line per migration step otherwise
+        },
+    }
+
+
+def configure_logging(log_format: Format, level: str) -> None:
+    """Set up the process's logging (the only place it is done)."""
+    logging.config.dictConfig(logging_config(log_format, level))
+
+
+class JobLogger(logging.LoggerAdapter[logging.Logger]):
+    """``ctx.logger``: its records carry the job's fields and name the job in their message;
+    the payload's secret values are masked in the message and in a logged exception."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        fields: dict[str, Any],
+        payload: Any = None,
+        secret_fields: Iterable[str] = (),
+    ) -> None:
+        super().__init__(logger, fields)
+        self._label = job_label(fields)
+        self._payload = payload
+        self._secret_fields = secret_fields
+        self._hide: Callable[[str], str] | None | bool = False  # False: not looked for yet
+
+    def _masker(self) -> Callable[[str], str] | None:
+        if self._hide is False:
+            self._hide = text_masker(self._payload, self._secret_fields)
+        return self._hide if callable(self._hide) else None
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
+        kwargs["extra"] = {**(kwargs.get("extra") or {}), **(self.extra or {})}
+        return f"{self._label}: {msg}", kwargs
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        hide = self._masker()
+        if hide is not None:  # rendered now, so the secret never reaches a handler
+            msg = hide(str(msg) % args if args else str(msg))
+            args = ()
+            exc_info = kwargs.pop("exc_info", None)
+            if exc_info:
+                text = logging.Formatter().formatException(_exc_info(exc_info))
+                kwargs["extra"] = {**(kwargs.get("extra") or {}), "traceback": hide(text)}
+        msg, kwargs = self.process(msg, kwargs)
+        self.logger.log(level, msg, *args, **kwargs)
+
+
+def _exc_info(value: Any) -> Any:
+    """``exc_info=`` as logging takes it, made a (type, value, traceback) triple."""
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple):
+        return value
+    return sys.exc_info()
