@@ -8,11 +8,12 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor import faults
+from conveyor.core import tracing
 from conveyor.core.durations import Duration, parse_duration, parse_timeout
 from conveyor.core.errors import (
     ConveyorError,
@@ -56,6 +57,9 @@ class EnqueueRequest:
     type: str
     payload: Mapping[str, Any] | None
     options: EnqueueOptions = EnqueueOptions()
+    # The W3C trace context of the enqueue, when it was captured where the request was made:
+    # the API's group commit writes in a context of its own (``enqueue_each`` makes no span).
+    trace: Mapping[str, str] | None = None
 
 
 def _checked_size(job_type: str, payload: dict[str, Any]) -> int:
@@ -65,6 +69,11 @@ def _checked_size(job_type: str, payload: dict[str, Any]) -> int:
         return checked_json(payload, "the payload")[1]
     except Unstorable as exc:
         raise InvalidPayload(job_type, exc.problems) from None
+
+
+def _carrying(new_jobs: Sequence[NewJob], carrier: Mapping[str, str]) -> list[NewJob]:
+    """The jobs with their enqueue's trace context in ``meta``, for their attempts' spans."""
+    return [replace(j, meta=tracing.with_trace(j.meta, carrier)) for j in new_jobs]
 
 
 class Client:
@@ -107,7 +116,14 @@ class Client:
         self, new_jobs: Sequence[NewJob], *, connection: Any = None
     ) -> list[Inserted]:
         """Insert jobs already validated by ``prepare_all`` (one transaction: the caller's
-        when ``connection`` is given, dispatched after it commits)."""
+        when ``connection`` is given, dispatched after it commits), under one enqueue span
+        whose context the jobs carry (``core.tracing``)."""
+        with tracing.enqueue_span(new_jobs) as span:
+            if span.carrier is not None:
+                new_jobs = _carrying(new_jobs, span.carrier)
+            return self._insert(new_jobs, connection)
+
+    def _insert(self, new_jobs: Sequence[NewJob], connection: Any) -> list[Inserted]:
         conn = connection
         if conn is None:
             inserted = self.jobs.insert(new_jobs)
@@ -200,6 +216,7 @@ class Client:
             timeout_s=timeout_s,
             idempotency_key=key,
             payload_hash=_payload_hash(job_type.name, payload, queue) if key else None,
+            meta=tracing.with_trace(None, request.trace) if request.trace else None,
         )
 
     def dispatch(self, ready: list[tuple[str, str]]) -> None:

@@ -23,7 +23,7 @@ from conveyor.core.metrics import new_deltas, observe
 from conveyor.core.names import OTHER_QUEUE
 from conveyor.store.stats import StatsStore
 from tests.api.conftest import api_for, error_of
-from tests.conftest import Backend, libpq_url
+from tests.conftest import Backend, libpq_url, wait_for
 
 TRUNCATED = "X-Conveyor-Queues-Truncated"
 
@@ -198,16 +198,43 @@ def test_the_enqueue_counter_keeps_its_limit_of_label_pairs(
 
 
 def test_enqueued_counts_fold_only_pairs_first_seen_beyond_the_limit() -> None:
-    counts = EnqueuedCounts(max_pairs=2)
+    written: list[dict[tuple[str, str, str, str], float]] = []
+    counts = EnqueuedCounts(lambda deltas: written.append(dict(deltas)), max_pairs=2)
     for queue in ("a", "b", "c", "a", "d", "b"):
         counts.add("t", queue)
     counts.add("u", "e", 5)
-    assert counts.items() == [
-        (("t", OTHER_QUEUE), 2),
-        (("t", "a"), 2),
-        (("t", "b"), 2),
-        (("u", OTHER_QUEUE), 5),
-    ]
+    counts.flush()  # what its timer has not written yet
+    assert added_up(written) == {
+        ("jobs_enqueued_total", "t", "a", ""): 2,
+        ("jobs_enqueued_total", "t", "b", ""): 2,
+        ("jobs_enqueued_total", "t", OTHER_QUEUE, ""): 2,
+        ("jobs_enqueued_total", "u", OTHER_QUEUE, ""): 5,
+    }
+
+
+def added_up(written: list[dict[tuple[str, str, str, str], float]]) -> dict[Any, float]:
+    total: dict[Any, float] = {}
+    for deltas in written:
+        for key, n in deltas.items():
+            total[key] = total.get(key, 0) + n
+    return total
+
+
+def test_enqueued_counts_reach_the_database_on_their_own_and_survive_a_failed_write() -> None:
+    written: list[dict[tuple[str, str, str, str], float]] = []
+    failures = [RuntimeError("database down")]
+
+    def add(deltas: Any) -> None:
+        if failures:
+            raise failures.pop()
+        written.append(dict(deltas))
+
+    counts = EnqueuedCounts(add, flush_s=0.05)
+    counts.add("t", "a", 2)  # written at once (nothing was for a while), which fails
+    counts.add("t", "a", 1)
+    key = ("jobs_enqueued_total", "t", "a", "")
+    wait_for(lambda: added_up(written).get(key) == 3, timeout=5, what="the timer to retry")
+    assert not failures and added_up(written) == {key: 3}
 
 
 # -- concurrency ------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,11 @@ def create_app(conveyor: Conveyor) -> FastAPI:
         description="Enqueue jobs, follow them, control them.",
         docs_url=None,  # served below, behind the same authentication as everything else
         openapi_url=None,
+        lifespan=_lifespan,
     )
     api.state.conveyor = conveyor
     api.state.access = Access(api_tokens(settings), readonly_tokens(settings))
-    api.state.enqueued = EnqueuedCounts()
+    api.state.enqueued = EnqueuedCounts(conveyor.services.stats.add)
     api.state.views = SharedViews()
     changes = conveyor.services.changes()  # None: streams poll (SQLite without Redis)
     api.state.hub = EventHub(changes) if changes is not None else None
@@ -55,6 +58,14 @@ def create_app(conveyor: Conveyor) -> FastAPI:
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     api.add_middleware(TokenAuth, access=api.state.access)  # outermost: before any reading
     return api
+
+
+@asynccontextmanager
+async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
+    """At shutdown, add the enqueue counts not yet written to the database's counters (a
+    mounted app's lifespan does not run: its last second of counts may be lost)."""
+    yield
+    api.state.enqueued.flush()
 
 
 def _docs(api: FastAPI) -> APIRouter:

@@ -1,15 +1,21 @@
-"""/metrics: counters every worker adds to in the database, gauges read at scrape time.
+"""/metrics: counters every process adds to in the database, gauges read at scrape time.
+
+Every counter is read from the database (``conveyor_counters``), so every API process of
+``conveyor api --workers N`` shows the same counters: workers add their finishes, and each
+API process adds the jobs enqueued through it (``EnqueuedCounts``, batched, not per request).
 
 Bounded whatever the number of queues: queue gauges for at most QUEUE_LIMIT queues
 (``conveyor_queues_truncated`` says when more had jobs), per-(type, queue) counters for at
 most COUNTER_PAIRS_LIMIT pairs, the rest added up under ``queue="(other)"``
-(``conveyor_counters_folded``), and this process's enqueue counter likewise."""
+(``conveyor_counters_folded``), and each API process's enqueue counts likewise."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -28,11 +34,17 @@ from conveyor.core.names import OTHER_QUEUE
 from conveyor.services import Services
 from conveyor.store.stats import Overview
 
-#: Most (type, queue) pairs the enqueue counter of one API process keeps apart; enqueues of
+log = logging.getLogger("conveyor.api")
+
+#: Most (type, queue) pairs the enqueue counts of one API process keep apart; enqueues of
 #: later new pairs count under (type, OTHER_QUEUE).
 ENQUEUED_PAIRS_LIMIT = 200
+#: Least time between two writes of an API process's enqueue counts to the database (a
+#: scrape adds its own process's at once; shutdown adds what is left).
+ENQUEUED_FLUSH_S = 1.0
 
 _COUNTERS = {
+    names.ENQUEUED: "Jobs enqueued through the HTTP API (every API process).",
     "jobs_completed_total": "Jobs that completed.",
     "jobs_failed_total": "Jobs that failed for good.",
     "jobs_retried_total": "Attempts that failed and were scheduled to run again.",
@@ -40,27 +52,68 @@ _COUNTERS = {
 }
 
 T = TypeVar("T")
+#: Adds counter deltas to the database (``StatsStore.add``).
+AddCounters = Callable[[Mapping[names.Key, float]], None]
 
 
 class EnqueuedCounts:
-    """Jobs enqueued through this API process by (type, queue), at most ``max_pairs`` pairs:
-    a pair first seen once the limit is reached counts under (type, OTHER_QUEUE)."""
+    """Jobs enqueued through this API process by (type, queue), added to the database's
+    counters by ``add_counters`` off the request's path (a timer thread): at once when the
+    last write is ``flush_s`` old, else when it will be. So one write per ``flush_s`` at
+    most, whatever the rate of POST /jobs, and an enqueue after a quiet spell is counted
+    within milliseconds (no count outlives its request by long, even without a shutdown).
 
-    def __init__(self, max_pairs: int | None = None) -> None:
+    At most ``max_pairs`` pairs: a pair first seen once the limit is reached counts under
+    (type, OTHER_QUEUE)."""
+
+    def __init__(
+        self,
+        add_counters: AddCounters,
+        max_pairs: int | None = None,
+        flush_s: float = ENQUEUED_FLUSH_S,
+    ) -> None:
+        self.add_counters = add_counters
         self.max_pairs = ENQUEUED_PAIRS_LIMIT if max_pairs is None else max_pairs
-        self._counts: Counter[tuple[str, str]] = Counter()
+        self.flush_s = flush_s
+        self._known: set[tuple[str, str]] = set()
+        self._pending: Counter[tuple[str, str]] = Counter()
+        self._timer: threading.Timer | None = None
+        self._last_flush = -flush_s  # monotonic time the last write began
         self._lock = threading.Lock()  # POST /jobs/batch counts from a pool thread
 
     def add(self, job_type: str, queue: str, n: int = 1) -> None:
         key = (job_type, queue)
         with self._lock:
-            if key not in self._counts and len(self._counts) >= self.max_pairs:
-                key = (job_type, OTHER_QUEUE)
-            self._counts[key] += n
+            if key not in self._known:
+                if len(self._known) >= self.max_pairs:
+                    key = (job_type, OTHER_QUEUE)
+                self._known.add(key)
+            self._pending[key] += n
+            self._arm()
 
-    def items(self) -> list[tuple[tuple[str, str], int]]:
+    def flush(self) -> None:
+        """Add what is pending to the database; kept for the next flush if that fails."""
         with self._lock:
-            return sorted(self._counts.items())
+            pending, self._pending = self._pending, Counter()
+            self._timer = None  # the next add, or a failure below, arms a new one
+            self._last_flush = time.monotonic()
+        if not pending:
+            return
+        try:
+            self.add_counters({(names.ENQUEUED, t, q, ""): n for (t, q), n in pending.items()})
+        except Exception as exc:  # counters are added: adding them later is exact
+            log.warning("could not add enqueue counts to the database: %s", exc)
+            with self._lock:
+                self._pending.update(pending)
+                self._arm()
+
+    def _arm(self) -> None:
+        """Start the flush timer unless one is due (under the lock)."""
+        if self._timer is None:
+            wait_s = max(0.0, self._last_flush + self.flush_s - time.monotonic())
+            self._timer = threading.Timer(wait_s, self.flush)
+            self._timer.daemon = True
+            self._timer.start()
 
 
 class SharedViews:
@@ -97,21 +150,13 @@ class SharedViews:
 
 
 class _Collector:
-    def __init__(self, enqueued: EnqueuedCounts, conveyor: Conveyor) -> None:
-        self.enqueued = enqueued
+    def __init__(self, conveyor: Conveyor) -> None:
         self.conveyor = conveyor
 
     def collect(self) -> Iterator[Metric]:
         services = self.conveyor.services
         counted = services.stats.counters()
         rows = counted.rows
-        enq = CounterMetricFamily(
-            "conveyor_jobs_enqueued", "Jobs enqueued through this API process.",
-            labels=["type", "queue"],
-        )  # fmt: skip
-        for (job_type, queue), n in self.enqueued.items():
-            enq.add_metric([job_type, queue], n)
-        yield enq
         for metric, help_text in _COUNTERS.items():
             family = CounterMetricFamily(
                 f"conveyor_{metric.removesuffix('_total')}", help_text, labels=["type", "queue"]
@@ -197,6 +242,8 @@ def _histograms(rows: list[dict[str, object]]) -> Iterator[Metric]:
 
 
 def render_metrics(enqueued: EnqueuedCounts, conveyor: Conveyor) -> tuple[bytes, str]:
+    """The exposition text; this process's pending enqueue counts are written first."""
+    enqueued.flush()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(enqueued, conveyor))
+    registry.register(_Collector(conveyor))
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -19,6 +19,8 @@ OUTCOME_METRICS = {
     State.CANCELED: "jobs_canceled_total",
 }
 FENCED = "writes_fenced_total"
+#: Jobs enqueued through the HTTP API, added by each API process (``api.metrics``).
+ENQUEUED = "jobs_enqueued_total"
 
 #: (metric, job type, queue, histogram bound or "") -> amount
 Key = tuple[str, str, str, str]

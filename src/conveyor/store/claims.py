@@ -32,6 +32,7 @@ _CLAIM_COLUMNS = (
     jobs.c.stage,
     jobs.c.scheduled_at,
     jobs.c.created_at,
+    jobs.c.meta,  # the enqueue's trace context, for the attempt's span
 )
 
 _UUID_TEXT = re.compile(
@@ -115,6 +116,7 @@ class ClaimStore:
                 progress=r.progress,
                 stage=r.stage,
                 wait_s=(now - (r.scheduled_at or r.created_at)).total_seconds(),
+                meta=r.meta,
             )
             for r in rows
         ]

@@ -50,7 +50,8 @@ _CLAIM = """
      WHERE {which} AND {state} = {queued}
     RETURNING {id}::text, {type}, {queue}, {payload}, {attempt}, {attempt} - {uncharged},
               {max_attempts}, {timeout_s}, {progress}, {stage},
-              extract(epoch FROM %(now)s - coalesce({scheduled_at}, {created_at}))::float8
+              extract(epoch FROM %(now)s - coalesce({scheduled_at}, {created_at}))::float8,
+              {meta}
 """
 _CLAIM_SETS = sql_sets(CLAIM, lambda field: f"%({field})s", row="")
 # The locked pick is materialised first: as a plain ``IN (subquery)`` the planner may rescan
@@ -99,6 +100,7 @@ def claim(
             progress=r[8],
             stage=r[9],
             wait_s=r[10],
+            meta=r[11],
         )
         for r in rows
     ]

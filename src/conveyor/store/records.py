@@ -50,6 +50,7 @@ class ClaimedJob:
     progress: float | None = None
     stage: str | None = None
     wait_s: float | None = None  # seconds from when it became due (run_at, else creation) to now
+    meta: dict[str, Any] | None = None  # tables.jobs "meta": e.g. the enqueue's trace context
 
 
 @dataclass(slots=True)  # not frozen: made per job, and a frozen init costs 5x

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from conveyor.core import tracing
 from conveyor.core.errors import UnknownJobType
 from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, decide
 from conveyor.core.registry import Registry
@@ -41,6 +42,13 @@ class Run:
     ctx: Context
     progress: Progress
     task: asyncio.Task[None] | None = None
+
+
+def _end_span(span: tracing.Attempt | None, attempt: Attempt, state: State | None) -> None:
+    """End an attempt's span (``core.tracing``) with its outcome and the job's new state."""
+    if span is not None:
+        error_type = attempt.error.type if attempt.error is not None else None
+        tracing.attempt_ended(span, attempt.outcome.value, error_type, state and state.value)
 
 
 class Worker:
@@ -246,6 +254,7 @@ class Worker:
 
     async def _execute(self, run: Run) -> None:
         job = run.job
+        span = tracing.attempt_started(job, self.worker_id)  # None unless tracing is set up
         try:
             attempt = await self._attempt(run)
         except asyncio.CancelledError:
@@ -253,7 +262,8 @@ class Worker:
         except Exception as exc:  # a bug of ours, not the handler's: record it, keep going
             log.exception("job %s: attempt failed inside the worker", job.id)
             attempt = Attempt(AttemptOutcome.ERROR, error=ErrorInfo.from_exception(exc))
-        self._record(run, attempt)
+        state = self._record(run, attempt)
+        _end_span(span, attempt, state)
         self.health.ended(run.ctx)
         self.runs.pop(job.id, None)
         self._slot_free.set()
@@ -277,11 +287,12 @@ class Worker:
             max_result_bytes=self.settings.max_result_bytes,
         )
 
-    def _record(self, run: Run, attempt: Attempt) -> None:
+    def _record(self, run: Run, attempt: Attempt) -> State | None:
+        """Hand the attempt's finish to the writer; the state it moves the job to."""
         job = run.job
         if attempt.outcome is AttemptOutcome.WORKER_LOST:
             joblog.lease_lost(job, self.worker_id)
-            return  # the job is no longer ours: whoever recovered it records the attempt
+            return None  # the job is no longer ours: whoever recovered it records the attempt
         policy = self.registry.policy(job.type, job.max_attempts)
         now = self.clock.now()
         decision = decide(attempt, policy=policy, attempt_number=job.charged, now=now)
@@ -304,6 +315,7 @@ class Worker:
         )
         self.writer.finished(finish, job)
         joblog.ended(job, finish, self.registry)
+        return decision.state
 
     def _progressed(self, job_id: str) -> None:
         run = self.runs.get(job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
@@ -26,6 +27,7 @@ from conveyor.api.schemas import (
 )
 from conveyor.api.views import accepted, accepted_dict, job_public
 from conveyor.client import EnqueueOptions, EnqueueRequest
+from conveyor.core import tracing
 from conveyor.core.durations import parse_instant
 from conveyor.core.ids import is_job_id
 from conveyor.core.states import State
@@ -88,7 +90,13 @@ async def create_job(
     """Enqueue a job; its payload is validated against the job type's schema first."""
     enqueue = _request(body, idempotency_key)
     if enqueue.options.idempotency_key is None:
-        inserted = await request.app.state.batcher.submit(enqueue)
+        # The group commit writes in a task of its own: the enqueue span is made here, in
+        # the request's context, and its trace context travels with the request.
+        with tracing.enqueue_span() as span:
+            if span.carrier is not None:
+                enqueue = replace(enqueue, trace=span.carrier)
+            inserted = await request.app.state.batcher.submit(enqueue)
+            span.one(inserted.id, body.type, inserted.queue)
     else:  # alone: a conflict must not fail anyone else's job
         (inserted,) = await run_in_threadpool(client.enqueue_many, [enqueue])
     if inserted.created:
