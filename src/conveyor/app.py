@@ -13,12 +13,14 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from conveyor.client import Client, EnqueueOptions, EnqueueRequest
 from conveyor.core.durations import Duration
-from conveyor.core.errors import ConfigurationError
+from conveyor.core.errors import ConfigurationError, JobNotFound
 from conveyor.core.periodic import ScheduleDef, define
 from conveyor.core.registry import JobType, Registry, job_type_for
 from conveyor.core.settings import Settings, load_settings
 from conveyor.core.views import JobView, Page
+from conveyor.core.webhooks import META_DELIVERIES, WEBHOOK_TYPE
 from conveyor.services import Services
+from conveyor.webhooks import delivery_type
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,6 +40,7 @@ class Conveyor:
         self._services: Services | None = None
         self._client: Client | None = None
         self._lock = threading.Lock()
+        self._install_webhooks(settings)
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -45,7 +48,19 @@ class Conveyor:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(**self._overrides)
+            self._install_webhooks(self._settings)
         return self._settings
+
+    def _install_webhooks(self, settings: Settings | None) -> None:
+        """Register the built-in ``conveyor.webhook`` job type; its retry span and timeout
+        come from settings, so it is registered again once they are loaded."""
+        conf = settings if settings is not None else Settings.model_construct()
+        backoff_s, timeout_s = conf.webhook_backoff_seconds, conf.webhook_timeout_seconds
+        self.registry.remove(WEBHOOK_TYPE)
+        self.registry.add(delivery_type(self._shown, lambda: self.settings, backoff_s, timeout_s))
+
+    def _shown(self, job_id: str) -> JobView:
+        return self.registry.shown(self.client.get(job_id))
 
     @property
     def services(self) -> Services:
@@ -92,6 +107,7 @@ class Conveyor:
         backoff_cap: Duration | None = None,
         secret_fields: Iterable[str] = (),
         isolated: bool = False,
+        webhook: str | None = None,
     ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
     def job(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:  # type: ignore[misc]
@@ -192,6 +208,18 @@ class Conveyor:
     def cancel(self, job_id: str) -> JobView:
         return self.client.cancel(job_id)
 
+    def webhook_deliveries(self, job_id: str) -> builtins.list[JobView]:
+        """A job's webhook delivery log: its delivery jobs, oldest first, each with its
+        attempts (errors included). Deliveries deleted by retention are left out."""
+        meta = self.client.jobs.get(job_id, with_attempts=False).meta or {}
+        views = []
+        for delivery_id in meta.get(META_DELIVERIES) or []:
+            try:
+                views.append(self.client.get(delivery_id))
+            except JobNotFound:
+                continue
+        return views
+
     def retry(self, job_id: str) -> JobView:
         return self.client.retry(job_id)
 
@@ -288,7 +316,7 @@ class JobFunction(Generic[P, R]):
 
     def options(self, **options: Any) -> JobFunction[P, R]:
         """A copy that enqueues with these options (queue, delay, run_at, retries,
-        max_attempts, timeout, idempotency_key, connection)."""
+        max_attempts, timeout, idempotency_key, webhook, connection)."""
         return JobFunction(self.app, self.job_type, replace(self._options, **options))
 
     def request(self, **payload: Any) -> EnqueueRequest:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conveyor import faults
-from conveyor.core import tracing
+from conveyor.core import tracing, webhooks
 from conveyor.core.durations import Duration, parse_duration, parse_timeout
 from conveyor.core.errors import (
     ConveyorError,
@@ -24,11 +24,12 @@ from conveyor.core.errors import (
 )
 from conveyor.core.ids import is_job_id, new_job_id
 from conveyor.core.names import check_queue_name
-from conveyor.core.registry import Registry
+from conveyor.core.registry import JobType, Registry
 from conveyor.core.settings import Settings
 from conveyor.core.states import State
 from conveyor.core.storable import Unstorable, checked_json, text_problem
 from conveyor.core.views import BulkAction, BulkResult, JobFilter, JobView, Page
+from conveyor.core.webhooks import check_webhook_url
 from conveyor.dispatch.base import Events, Handoff
 from conveyor.store import Inserted, JobStore, NewJob
 from conveyor.store.bulk import DEFAULT_BATCH, MAX_BATCH, Changed
@@ -49,6 +50,7 @@ class EnqueueOptions:
     retries: int | None = None
     timeout: Duration | None = None
     idempotency_key: str | None = None
+    webhook: str | None = None  # told when the job ends (core.webhooks)
     connection: Any = None
 
 
@@ -216,8 +218,25 @@ class Client:
             timeout_s=timeout_s,
             idempotency_key=key,
             payload_hash=_payload_hash(job_type.name, payload, queue) if key else None,
-            meta=tracing.with_trace(None, request.trace) if request.trace else None,
+            meta=self._meta(job_type, opts, request.trace),
         )
+
+    def _meta(
+        self, job_type: JobType, opts: EnqueueOptions, trace: Mapping[str, str] | None
+    ) -> dict[str, Any] | None:
+        """Conveyor's own facts about a new job (``NewJob.meta``): the webhook URL per
+        terminal state, resolved now (the enqueue's, its type's, the global ones), so that
+        whoever ends the job need not know the type or the settings; and ``trace``, the
+        trace context of the request that enqueued it, when one was passed along."""
+        own = None if opts.webhook is None else check_webhook_url(opts.webhook)
+        s = self.settings
+        urls = webhooks.urls_for(
+            job_type.name, own, job_type.webhook,
+            {State.COMPLETED: s.webhook_completed, State.FAILED: s.webhook_failed,
+             State.CANCELED: s.webhook_canceled},
+        )  # fmt: skip
+        meta = None if urls is None else {webhooks.META_URLS: urls}
+        return tracing.with_trace(meta, trace) if trace else meta
 
     def dispatch(self, ready: list[tuple[str, str]]) -> None:
         try:

@@ -300,7 +300,7 @@ def test_var_keyword_rejected(app: Conveyor) -> None:
 
     with pytest.raises(ConfigurationError, match=r"'kwargs'"):
         app.job(job)
-    assert len(app.registry) == 0
+    assert app.registry.names() == ["conveyor.webhook"]  # only the built-in type
 
 
 def test_positional_only_rejected(app: Conveyor) -> None:
@@ -347,7 +347,7 @@ def test_registering_twice_raises(app: Conveyor) -> None:
     with pytest.raises(ConfigurationError):
         app.job(job.job_type.handler)
     assert app.registry.get("job").handler is job.job_type.handler
-    assert len(app.registry) == 1
+    assert len(app.registry) == 2  # with the built-in conveyor.webhook
 
 
 def test_same_name_in_separate_apps(app: Conveyor) -> None:
@@ -371,8 +371,8 @@ def test_get_unknown_lists_known_names(app: Conveyor) -> None:
     err = info.value
     assert err.code == "unknown_job_type"
     assert "'nope'" in err.message
-    assert "alpha.task, zeta.task" in err.message
-    assert err.details == {"type": "nope", "known": ["alpha.task", "zeta.task"]}
+    assert "alpha.task, conveyor.webhook, zeta.task" in err.message  # with the built-in type
+    assert err.details == {"type": "nope", "known": ["alpha.task", "conveyor.webhook", "zeta.task"]}
 
 
 def test_get_unknown_in_empty_registry() -> None:
@@ -388,10 +388,10 @@ def test_registry_container_protocol(app: Conveyor) -> None:
     def a() -> None: ...
 
     reg = app.registry
-    assert len(reg) == 2
+    assert len(reg) == 3  # with the built-in conveyor.webhook
     assert "a" in reg and "b" in reg and "c" not in reg
-    assert reg.names() == ["a", "b"]
-    assert {jt.name for jt in reg} == {"a", "b"}
+    assert reg.names() == ["a", "b", "conveyor.webhook"]
+    assert {jt.name for jt in reg} == {"a", "b", "conveyor.webhook"}
     assert all(isinstance(jt, JobType) for jt in reg)
 
 
@@ -545,7 +545,7 @@ def test_options_returns_copy_without_mutating(app: Conveyor) -> None:
     assert both.request(a=1).options.delay == "10m"
     assert both.request(a=1).options.queue == "critical"
     assert later.request(a=1).options.queue is None
-    assert len(app.registry) == 1
+    assert len(app.registry) == 2  # with the built-in conveyor.webhook
 
 
 def test_options_rejects_unknown_option(app: Conveyor) -> None:

@@ -30,6 +30,12 @@ class JobCreate(BaseModel):
         "Null: the job type's timeout.",
     )
     idempotency_key: str | None = Field(None, min_length=1, max_length=255)
+    webhook: str | None = Field(
+        None,
+        max_length=2048,
+        description="An http(s) URL POSTed the job, signed, when it completes, fails or is "
+        "canceled (instead of its type's or the global one).",
+    )
 
 
 class BatchCreate(BaseModel):

@@ -17,6 +17,7 @@ from conveyor.core.payloads import mask_secrets, masked_view
 from conveyor.core.retry import RetryPolicy
 from conveyor.core.storable import problems
 from conveyor.core.views import JobView
+from conveyor.core.webhooks import InvalidWebhook, check_webhook_url
 
 Handler = Callable[..., Any]
 
@@ -35,6 +36,7 @@ class JobType:
     takes_context: bool
     secret_fields: frozenset[str] = frozenset()  # masked in every response and log line
     isolated: bool = False  # each attempt in a child process that can be killed
+    webhook: str | None = None  # told when a job of this type ends (core.webhooks)
     is_async: bool = field(init=False)
     # (argument name, model attribute) per payload field, read once: pydantic's
     # ``model_fields`` is a property that costs on every access.
@@ -214,6 +216,7 @@ def job_type_for(
     backoff_cap: Duration | None = None,
     secret_fields: Iterable[str] = (),
     isolated: bool = False,
+    webhook: str | None = None,
 ) -> JobType:
     """The job type ``@app.job`` registers for ``fn``, its options checked (a bad one is a
     ConfigurationError naming the job)."""
@@ -233,6 +236,11 @@ def job_type_for(
         retry_on=tuple(retry_on),
         dont_retry_on=tuple(dont_retry_on),
     )
+    if webhook is not None:
+        try:
+            check_webhook_url(webhook)
+        except InvalidWebhook as exc:
+            raise ConfigurationError(f"job {job_name!r}: {exc.message}") from None
     model, takes_context = payload_model_for(job_name, fn)
     timeout_s = parse_timeout(timeout) if timeout is not None else None
     return JobType(
@@ -246,4 +254,5 @@ def job_type_for(
         takes_context=takes_context,
         secret_fields=frozenset(secret_fields),
         isolated=bool(isolated),
+        webhook=webhook,
     )

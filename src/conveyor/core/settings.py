@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from conveyor.core.errors import ConfigurationError
 from conveyor.core.names import InvalidQueueName, check_queue_name
+from conveyor.core.webhooks import InvalidWebhook, check_webhook_url, signing_key
 
 
 class Settings(BaseSettings):
@@ -67,6 +68,25 @@ class Settings(BaseSettings):
         False, description="The dashboard shows everything and refuses every action."
     )
     max_body_bytes: int = Field(1024 * 1024, gt=0, description="Largest HTTP request body.")
+    webhook_completed: str | None = Field(
+        None, description="URL told of every completed job (unless its type or enqueue names one)."
+    )
+    webhook_failed: str | None = Field(None, description="URL told of every failed job.")
+    webhook_canceled: str | None = Field(None, description="URL told of every canceled job.")
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Signing secret of webhooks, 'whsec_' and base64 bytes (Standard "
+        "Webhooks); unset: deliveries are not signed.",
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="How long one webhook delivery may take."
+    )
+    webhook_backoff_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="Longest wait before a failed webhook delivery's first retry; doubled on "
+        "each, up to 2 h (21 attempts span at most about 21 h).",
+    )
     sse_heartbeat_seconds: float = Field(
         15.0, gt=0, description="Idle interval after which an event stream sends a comment."
     )
@@ -104,6 +124,24 @@ class Settings(BaseSettings):
             return None
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("webhook_completed", "webhook_failed", "webhook_canceled")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return check_webhook_url(value)
+        except InvalidWebhook as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        signing_key(value.get_secret_value())  # a ValueError names what is wrong
         return value
 
 

@@ -1,6 +1,6 @@
 """The reconciler: the duties that keep the database's jobs moving whatever a process did —
 promotion of due jobs, rescue of runs whose worker died, stream feeding (Redis dispatch),
-retention, the history's depth gauges — each in its own module with a ``run_once(now)``, run by one leading process.
+retention, the history's depth gauges, webhook delivery jobs — each in its own module with a ``run_once(now)``, run by one leading process.
 
 Workers and ``conveyor scheduler`` each build one with ``build_reconciler``.
 """
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from conveyor.core.registry import Registry
 from conveyor.core.settings import Settings
+from conveyor.core.webhooks import DELIVERY_ATTEMPTS, WEBHOOK_TYPE
 from conveyor.dispatch.base import Handoff
 from conveyor.reconciler.depth import DepthGauge
 from conveyor.reconciler.feed import FEED_GRACE_S, HELD_SLACK, StreamFeeder, Streams, served_queues
@@ -20,11 +21,13 @@ from conveyor.reconciler.loop import IO, PROMOTE_EVERY_S, Pass, Reconciler
 from conveyor.reconciler.promote import Promoter
 from conveyor.reconciler.rescue import Rescuer
 from conveyor.reconciler.retention import Cleaner, MinuteCleaner
+from conveyor.reconciler.webhooks import WebhookSweeper
 from conveyor.services import Services
-from conveyor.store import RunStore, UpkeepStore, WorkerStore
+from conveyor.store import JobStore, RunStore, UpkeepStore, WorkerStore
 from conveyor.store.clock import DbClock
 from conveyor.store.leases import LeaseStore
 from conveyor.store.stats import StatsStore
+from conveyor.store.webhooks import WebhookStore
 
 __all__ = [
     "FEED_GRACE_S",
@@ -43,6 +46,7 @@ __all__ = [
     "Rescuer",
     "StreamFeeder",
     "Streams",
+    "WebhookSweeper",
     "build_reconciler",
     "lease_ttl_s",
     "reconciler_for",
@@ -65,12 +69,14 @@ def build_reconciler(
     holder: str,
     queues: Sequence[str],
     stats: StatsStore | None = None,
+    jobs: JobStore | None = None,
 ) -> Reconciler:
     """The reconciler of one process. ``holder`` names it in the leader lease (``leases=None``:
     it always leads); ``queues`` are its own, fed along with every live worker's;
     ``streams``: the Redis dispatcher, or None under database dispatch (nothing to feed);
     ``handoff``: where promoted jobs are pushed (None or ``NO_HANDOFF``: nowhere);
-    ``stats``: where the history's gauges go (None: a store on ``upkeep``'s engine)."""
+    ``stats``: where the history's gauges go (None: a store on ``upkeep``'s engine);
+    ``jobs``: where webhook delivery jobs are inserted (None: a store on that engine)."""
     stats = StatsStore(upkeep.engine) if stats is None else stats
     reconcile_s = settings.reconcile_seconds
     feeder = None
@@ -92,7 +98,18 @@ def build_reconciler(
         minute_cleaner=MinuteCleaner(stats),
         feeder=feeder,
         reconcile_s=reconcile_s,
+        webhooks=WebhookSweeper(
+            WebhookStore(JobStore(upkeep.engine) if jobs is None else jobs),
+            handoff,
+            _delivery_attempts(registry),
+        ),
     )
+
+
+def _delivery_attempts(registry: Registry) -> int:
+    if WEBHOOK_TYPE in registry:
+        return registry.get(WEBHOOK_TYPE).policy.max_attempts
+    return DELIVERY_ATTEMPTS
 
 
 def reconciler_for(
@@ -114,4 +131,5 @@ def reconciler_for(
         holder=holder,
         queues=queues,
         stats=services.stats,
+        jobs=services.jobs,
     )

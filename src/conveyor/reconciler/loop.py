@@ -16,6 +16,7 @@ from conveyor.reconciler.leadership import Leadership
 from conveyor.reconciler.promote import Promoter
 from conveyor.reconciler.rescue import Rescuer
 from conveyor.reconciler.retention import Cleaner, MinuteCleaner
+from conveyor.reconciler.webhooks import WebhookSweeper
 from conveyor.store.clock import DbClock
 
 log = logging.getLogger("conveyor.maintenance")  # the name its log lines have always carried
@@ -29,7 +30,7 @@ IO = Callable[..., Awaitable[Any]]
 @dataclass(frozen=True, slots=True)
 class Pass:
     """What one pass of every duty did: jobs promoted, rescued, ids fed, jobs deleted,
-    queues whose depth was recorded, history rows deleted."""
+    queues whose depth was recorded, history rows deleted, webhook delivery jobs made."""
 
     promoted: int
     rescued: int
@@ -37,13 +38,14 @@ class Pass:
     deleted: int
     gauged: int = 0
     minutes_deleted: int = 0
+    webhooks: int = 0
 
 
 class Reconciler:
     """Runs the duties while ``leadership`` leads: promotion every
     ``min(PROMOTE_EVERY_S, reconcile_s)``; every ``reconcile_s`` a full pass (the clock
     measured again, rescue, a full feed, retention); stream top-ups on the passes between;
-    the depth gauges at the first pass of each minute.
+    the depth gauges at the first pass of each minute; webhook delivery jobs on every pass.
     ``feeder=None``: database dispatch, no streams to feed. Every step is a small fenced
     transaction, so two processes that both think they lead are still safe."""
 
@@ -60,6 +62,7 @@ class Reconciler:
         minute_cleaner: MinuteCleaner,
         feeder: StreamFeeder | None,
         reconcile_s: float,
+        webhooks: WebhookSweeper | None = None,
     ) -> None:
         self.leadership = leadership
         self.clock = clock
@@ -71,6 +74,7 @@ class Reconciler:
         self.minute_cleaner = minute_cleaner
         self.feeder = feeder
         self.reconcile_s = reconcile_s
+        self.webhooks = webhooks
         self._last_full = 0.0  # the monotonic time of the last full pass
 
     def run_once(self, now: datetime, full: bool = True) -> Pass:
@@ -83,6 +87,7 @@ class Reconciler:
             deleted=self.cleaner.run_once(now) if full else 0,
             gauged=self.depth.run_once(now),
             minutes_deleted=self.minute_cleaner.run_once(now) if full else 0,
+            webhooks=self.webhooks.run_once(now) if self.webhooks is not None else 0,
         )
 
     async def loop(self, stopping: asyncio.Event) -> None:
@@ -114,6 +119,8 @@ class Reconciler:
         if full:
             await io(clock.sync)  # the database's time, measured again
         await io(self.promoter.run_once, clock.now())
+        if self.webhooks is not None:
+            await io(self.webhooks.run_once, clock.now())
         if full:
             self._last_full = time.monotonic()
             await io(self.rescuer.run_once, clock.now())

@@ -58,6 +58,16 @@ metadata = MetaData()
 # The partial indexes' conditions (as the migrations spell them).
 _QUEUED = f"state = '{State.QUEUED.value}'"
 _WAITING = f"state IN ('{State.SCHEDULED.value}', '{State.RETRYING.value}')"
+_ENDED = f"state IN ('{State.COMPLETED.value}', '{State.FAILED.value}', '{State.CANCELED.value}')"
+#: An ended job whose webhook has no delivery job for this end yet (``core.webhooks``: meta
+#: ``webhook`` holds its URLs, ``webhook_sent`` the end last handed to a delivery job).
+#: Jobs without a webhook never enter the index.
+WEBHOOK_DUE = {
+    "postgresql": f"meta ? 'webhook' AND {_ENDED} AND (meta ->> 'webhook_sent') IS DISTINCT FROM "
+    "(state || ':' || CAST(attempt AS text))",
+    "sqlite": f"json_extract(meta, '$.webhook') IS NOT NULL AND {_ENDED} AND "
+    "json_extract(meta, '$.webhook_sent') IS NOT (state || ':' || attempt)",
+}
 
 jobs = Table(
     "conveyor_jobs",
@@ -122,6 +132,12 @@ jobs = Table(
         "finished_at",
         postgresql_where=text("finished_at IS NOT NULL"),
         sqlite_where=text("finished_at IS NOT NULL"),
+    ),
+    Index(
+        "conveyor_jobs_webhook_due",
+        "id",
+        postgresql_where=text(WEBHOOK_DUE["postgresql"]),
+        sqlite_where=text(WEBHOOK_DUE["sqlite"]),
     ),
 )
 

@@ -67,6 +67,7 @@ def _request(body: JobCreate, header_key: str | None) -> EnqueueRequest:
         max_attempts=body.max_attempts,
         timeout=body.timeout,
         idempotency_key=key,
+        webhook=body.webhook,
     )
     return EnqueueRequest(body.type, body.payload, options)
 
@@ -219,6 +220,13 @@ def list_jobs(
     )
     items = [job_public(request, conveyor, v, with_attempts=False) for v in page.items]
     return JobPage(items=items, next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}/webhooks", response_model=list[JobPublic])
+def job_webhooks(job_id: str, request: Request, conveyor: ConveyorDep) -> list[JobPublic]:
+    """The job's webhook deliveries, oldest first: one delivery job per end, each with its
+    attempts (HTTP status or timeout of every failed try)."""
+    return [job_public(request, conveyor, v) for v in conveyor.webhook_deliveries(job_id)]
 
 
 @router.get(
