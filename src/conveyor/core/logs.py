@@ -53,16 +53,31 @@ def rfc3339(created: float) -> str:
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: timestamp, level, logger, message, every ``extra=`` field, and
-    ``exception`` when the record carries one (a job's ``traceback`` is a field of its own)."""
+    ``exception`` when the record carries one (a job's ``traceback`` is a field of its own).
+
+    A busy worker writes a line per job, so this is on the hot path: the timestamp's second
+    is formatted once per second, and the encoder is made once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._prefix = ""
+        self._encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second, self._prefix = second, rfc3339(second)[:-4]  # "...T09:15:02."
+        return f"{self._prefix}{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "timestamp": rfc3339(record.created),
+            "timestamp": self._timestamp(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key, value in vars(record).items():
+        for key, value in record.__dict__.items():
             if key not in _RECORD_ATTRS:
                 line[key] = value
         if record.exc_info:
@@ -71,7 +86,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = record.exc_text
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return self._encode(line)
 
 
 class TextFormatter(logging.Formatter):
