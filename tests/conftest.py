@@ -105,7 +105,8 @@ class WorkerProcess:
             raise AssertionError(f"worker did not exit in {timeout} s:\n{self.log()}") from None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:]
+        """The whole log (workers write a line per job: what a test looks for may be early)."""
+        return self.log_path.read_text(errors="replace")
 
 
 @dataclass
