@@ -23,6 +23,7 @@ from conveyor.core.errors import (
     WaitTimeout,
 )
 from conveyor.core.ids import is_job_id, new_job_id
+from conveyor.core.logs import log_job
 from conveyor.core.names import check_queue_name
 from conveyor.core.registry import JobType, Registry
 from conveyor.core.settings import Settings
@@ -131,6 +132,11 @@ class Client:
             inserted = self.jobs.insert(new_jobs)
         else:
             inserted = self.jobs.insert(new_jobs, caller_connection(conn))
+        if log.isEnabledFor(logging.DEBUG):  # a line per job an API enqueues: DEBUG
+            for job, done in zip(new_jobs, inserted, strict=True):
+                text = "enqueued" if done.created else "enqueued before (idempotency key)"
+                log_job(log, logging.DEBUG, "enqueued", f"{text}, {done.state.value}",
+                        job_id=done.id, job_type=job.type, queue=done.queue, attempt=0)  # fmt: skip
         ready = [(i.queue, i.id) for i in inserted if i.created and i.state is State.QUEUED]
         if ready:
             if conn is None:
@@ -276,12 +282,16 @@ class Client:
         view, changed = self.jobs.cancel(job_id, self.clock.now())
         if changed:
             self._announce([view.id])
+            running = view.state is State.RUNNING
+            _log_view(view, "cancel_requested" if running else "canceled",
+                      "asked to stop (its worker ends it)" if running else "canceled before it ran")  # fmt: skip
         return view
 
     def retry(self, job_id: str) -> JobView:
         view = self.jobs.retry(job_id, self.clock.now())
         self.dispatch([(view.queue, view.id)])
         self._announce([view.id])
+        _log_view(view, "retried", "queued again by request (a fresh attempt budget)")
         return view
 
     def bulk(
@@ -321,7 +331,9 @@ class Client:
                 deadline is not None and time.monotonic() >= deadline
             )
             if batch.cursor is not None and out_of_bounds:
+                _log_bulk(act, job_filter, changed, more=True)
                 return BulkResult(act, changed, more=True, cursor=batch.cursor)
+        _log_bulk(act, job_filter, changed, more=False)
         return BulkResult(act, changed)
 
     def _publish_batch(self, action: BulkAction, changed: Changed) -> None:
@@ -450,3 +462,18 @@ def _payload_hash(job_type: str, payload: Mapping[str, Any], queue: str) -> str:
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _log_view(view: JobView, event: str, text: str) -> None:
+    log_job(log, logging.INFO, event, text, job_id=view.id, job_type=view.type,
+            queue=view.queue, attempt=view.attempt)  # fmt: skip
+
+
+def _log_bulk(action: BulkAction, job_filter: JobFilter, changed: int, more: bool) -> None:
+    given = {f: getattr(job_filter, f) for f in _FILTERS}
+    shown = {k: str(v) for k, v in sorted(given.items()) if v is not None} or "every job"
+    log.info(
+        "bulk %s of %s: %d job(s) changed%s", action.value, shown, changed,
+        " (more remain)" if more else "",
+        extra={"event": f"bulk_{action.value}", "changed": changed, "more": more},
+    )  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 
 from conveyor.app import Conveyor
 from conveyor.client import Client, EnqueueOptions, EnqueueRequest
+from conveyor.core.logs import log_job
 from conveyor.core.periodic import ScheduleDef
 from conveyor.core.schedule import CatchUp, Spec, plan
 from conveyor.reconciler import Reconciler, build_reconciler
@@ -134,12 +135,16 @@ class Scheduler:
         fire_plan = FirePlan(
             row["name"], decided.fire, decided.missed, decided.next_at, row["overlap"]
         )
-        return self.store.apply(fire_plan, self._job_maker(row, now), now)
+        fired = self.store.apply(fire_plan, self._job_maker(row, now), now)
+        for fire in fired:
+            _log_fire(row, fire)
+        return fired
 
     def trigger(self, name: str) -> Fired:
         row = self.store.get(name)
         now = self.store.db_now()
         fired = self.store.trigger(name, self._job_maker(row, now), now)
+        _log_fire(row, fired)
         if fired.queue and fired.job_id:
             self.client.dispatch([(fired.queue, fired.job_id)])
         return fired
@@ -168,6 +173,18 @@ class Scheduler:
                     log.warning("scheduler passes succeed again")
             wait_s = self.backoff.remaining_s(time.monotonic())
             await _pause(stopping, max(self.poll_s, wait_s))
+
+
+def _log_fire(row: dict[str, Any], fire: Fired) -> None:
+    """A line per fire: the job it enqueued (with the job's fields), or why it made none."""
+    name, tick = row["name"], fire.tick_at.isoformat()
+    if fire.job_id and fire.queue:
+        log_job(log, logging.INFO, "scheduled", f"enqueued by schedule {name} ({fire.outcome}, "
+                f"tick {tick})", job_id=fire.job_id, job_type=row["job_type"], queue=fire.queue,
+                attempt=0, schedule=name)  # fmt: skip
+    else:
+        log.info("schedule %s: tick %s %s, no job enqueued", name, tick, fire.outcome,
+                 extra={"event": f"schedule_{fire.outcome}", "schedule": name})  # fmt: skip
 
 
 def scheduler_for(app: Conveyor) -> Scheduler:

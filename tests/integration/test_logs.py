@@ -170,7 +170,7 @@ def test_a_second_signal_hands_running_jobs_back_at_once(sqlite_backend: Backend
     assert worker.wait(15) == 0  # not the 60 s grace
     lines = _json_lines(worker)
     assert "stopping now: handing back 1 running job(s)" in [line["message"] for line in lines]
-    assert [e["event"] for e in _events(lines, job.id)] == ["handed_back"]
+    assert [e["event"] for e in _events(lines, job.id)] == ["started", "handed_back"]
     assert _state(app, job.id) is State.QUEUED
 
 
@@ -296,4 +296,46 @@ def _get(url: str) -> bool:
     try:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
+        return False
+
+
+def test_default_level_lines_from_the_worker_the_api_and_the_scheduler(
+    sqlite_backend: Backend,
+) -> None:
+    """At the default level (INFO): the worker says started and completed; an API process says
+    what a request did to a job; a scheduler says what each fire enqueued."""
+    app = _app(sqlite_backend)
+    worker = sqlite_backend.worker(app=APP, CONVEYOR_LOG_FORMAT="json")
+    done = app.enqueue("long", {"seconds": 0})
+    wait_for(lambda: _state(app, done.id) is State.COMPLETED, timeout=30, what="the job")
+    port = _free_port()
+    api = sqlite_backend.worker("--port", str(port), command="api", app=APP,
+                                CONVEYOR_LOG_FORMAT="json")  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(f"{base}/healthz"), timeout=30, what="the API")
+    parked = app.enqueue("long", {"seconds": 0}, queue="parked")  # no worker serves it
+    assert httpx.post(f"{base}/jobs/{parked.id}/cancel").status_code == 200
+    assert httpx.post(f"{base}/jobs/{parked.id}/retry").status_code == 200
+    scheduler = sqlite_backend.worker(command="scheduler", app="tests.apps.periodic:app",
+                                      CONVEYOR_LOG_FORMAT="json")  # fmt: skip
+    wait_for(lambda: any(line.get("event") == "scheduled" for line in _json_lines(scheduler)),
+             timeout=30, what="a fire's line")  # fmt: skip
+    assert worker.stop() == 0 and scheduler.stop() == 0
+    api.stop()  # uvicorn ends on SIGTERM by the signal's default action
+
+    assert [e["event"] for e in _events(_json_lines(worker), done.id)] == ["started", "completed"]
+    api_events = _events(_json_lines(api), parked.id)
+    assert [(e["event"], e["level"], e["logger"]) for e in api_events] == [
+        ("canceled", "INFO", "conveyor.client"),
+        ("retried", "INFO", "conveyor.client"),
+    ]
+    assert all(e["queue"] == "parked" and e["job_type"] == "long" for e in api_events)
+    fire = next(line for line in _json_lines(scheduler) if line.get("event") == "scheduled")
+    assert fire["job_type"] == "tick" and fire["schedule"] == "tick" and fire["job_id"]
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
         return False

@@ -46,6 +46,27 @@ def job_label(fields: Mapping[str, Any]) -> str:
     return JOB_LABEL % tuple(fields[name] for name in JOB_FIELDS)
 
 
+def log_job(
+    logger: logging.Logger,
+    level: int,
+    event: str,
+    text: str,
+    *,
+    job_id: str,
+    job_type: str,
+    queue: str,
+    attempt: int,
+    worker_id: str = "-",
+    **more: Any,
+) -> None:
+    """One line about one job outside a worker's run of it (an enqueue, a cancel or retry
+    by request, a schedule's fire): the job's fields and ``event``, as the worker's lines."""
+    if not logger.isEnabledFor(level):
+        return
+    fields = job_fields(job_id, job_type, queue, attempt, worker_id) | {"event": event, **more}
+    logger.log(level, f"{job_label(fields)} {text}", extra=fields)
+
+
 def rfc3339(created: float) -> str:
     """A record's time as RFC 3339 in UTC with milliseconds: ``2025-01-31T09:15:02.123Z``."""
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
