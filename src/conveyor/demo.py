@@ -20,7 +20,9 @@ async def analyze_store(ctx: Context, store_id: int, pages: int = 5) -> dict[str
         for page in range(pages):
             await asyncio.sleep(0.3)
             reviews += random.randint(3, 9) if stage == "parsing" else 0
-            await ctx.stage_progress(100 * (page + 1) / pages, message=f"page {page + 1} of {pages}")
+            await ctx.stage_progress(
+                100 * (page + 1) / pages, message=f"page {page + 1} of {pages}"
+            )
     return {"store_id": store_id, "reviews": reviews}
 
 

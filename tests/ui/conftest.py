@@ -98,7 +98,9 @@ def start_dashboard(backend: Backend, *, worker: bool = True, **env: str) -> Das
             return False
 
     wait_for(healthy, timeout=30, what="the API to answer /healthz")
-    app = Conveyor(backend.settings(**{k.removeprefix("CONVEYOR_").lower(): v for k, v in env.items()}))
+    app = Conveyor(
+        backend.settings(**{k.removeprefix("CONVEYOR_").lower(): v for k, v in env.items()})
+    )
     app.registry = ui_app.registry
     backend.apps.append(app)
     return Dashboard(url, backend, app, api, env.get("CONVEYOR_API_TOKENS"))

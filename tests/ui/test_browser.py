@@ -196,9 +196,7 @@ def test_everything_shown_is_text_and_the_csp_blocks_inline_script(
 
 
 def test_read_only_token_sees_no_action_and_cannot_act(pg_redis: Backend, new_page: Pages) -> None:
-    d = start_dashboard(
-        pg_redis, CONVEYOR_API_TOKENS=ADMIN, CONVEYOR_READONLY_TOKENS=READER
-    )
+    d = start_dashboard(pg_redis, CONVEYOR_API_TOKENS=ADMIN, CONVEYOR_READONLY_TOKENS=READER)
     job_id = enqueue(d, "send_email", to="x@example.com", fail=True)
     wait_state(d, job_id, "failed")
     page = new_page()

@@ -116,7 +116,9 @@ def test_bulk_actions_confirm_first_and_refuse_an_empty_filter(sqlite_backend: B
         assert "Cancel every job matching queue = parked" in confirm.text
         assert 'name="created_after"' in confirm.text and 'name="since"' not in confirm.text
         assert app.client.get(job_id).state.value == "queued"  # nothing done before confirming
-        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', confirm.text))
+        fields = dict(
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', confirm.text)
+        )
         done = client.post("/ui/jobs/bulk", data=fields, follow_redirects=False)
         assert done.status_code == 303 and "done=cancel&changed=1" in done.headers["location"]
         landed = client.get(done.headers["location"])

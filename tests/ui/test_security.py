@@ -126,10 +126,14 @@ def test_read_only_tokens_and_read_only_mode_refuse_every_action(
     log_in(locked, READER)
     page = locked.get(f"/ui/jobs/{job_id}")
     assert page.status_code == 200 and "Cancel job" not in page.text and "read-only" in page.text
-    refused = locked.post(f"/ui/jobs/{job_id}/cancel", data={"csrf": locked.cookies["conveyor_csrf"]})
+    refused = locked.post(
+        f"/ui/jobs/{job_id}/cancel", data={"csrf": locked.cookies["conveyor_csrf"]}
+    )
     assert refused.status_code == 403
     reader = {"Authorization": f"Bearer {READER}"}
-    assert locked.post(f"/jobs/{job_id}/cancel", headers=reader).json()["error"]["code"] == "forbidden"
+    assert (
+        locked.post(f"/jobs/{job_id}/cancel", headers=reader).json()["error"]["code"] == "forbidden"
+    )
     with make_api(sqlite_backend, ui_readonly=True) as client:
         assert "Cancel job" not in client.get(f"/ui/jobs/{job_id}").text
         csrf = csrf_of(client, "/ui/jobs")

@@ -395,6 +395,7 @@ def test_ticks_match_a_brute_force_reading_of_the_rule(
 
 def test_cron_agrees_with_croniter_in_utc() -> None:
     from croniter import croniter  # in the dev extra: a missing cross-check fails, never skips
+
     for expr in ("*/7 1-5 * * *", "0 9 * jan-mar,dec sun,sat", "0 0 13 * fri", "5/20 */3 1,15 * *"):
         start = utc(2026, 1, 1, 0, 3)
         it = croniter(expr, start)

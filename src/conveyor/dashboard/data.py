@@ -130,9 +130,7 @@ class PageFilter:
 
     @property
     def empty(self) -> bool:
-        return not any(
-            (self.state, self.type, self.queue, self.created_after, self.created_before)
-        )
+        return not any((self.state, self.type, self.queue, self.created_after, self.created_before))
 
     def params(self, pinned: bool = False) -> dict[str, str]:
         """As query parameters (what a link or a hidden form field carries); ``pinned``

@@ -76,7 +76,9 @@ def failure(request: Request, exc: Exception) -> Response:
         )
     if isinstance(exc, ConveyorError):
         status = 409 if isinstance(exc, IllegalTransition) else 422
-        return render(request, "error.html", who, status, title="Cannot do that", message=exc.message)
+        return render(
+            request, "error.html", who, status, title="Cannot do that", message=exc.message
+        )
     log.exception("dashboard page %s failed", request.url.path)
     message = f"{type(exc).__name__}: the server's log has the details"  # not the text: secrets
     return render(request, "error.html", who, 500, title="Something broke", message=message)

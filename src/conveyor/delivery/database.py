@@ -27,6 +27,7 @@ class Wakeup(Protocol):
 
     def close(self) -> None: ...
 
+
 #: How long a claim cursor is followed before claims scan a queue from its start again.
 CURSOR_S = 1.0
 

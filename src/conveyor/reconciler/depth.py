@@ -48,7 +48,9 @@ class DepthGauge:
         waiting = {q: counts[State.QUEUED] for q, counts in depths.items() if counts[State.QUEUED]}
         if not waiting:
             return
-        serving = self.workers.serving(alive_since(now, self.heartbeat_s)) if self.workers else set()
+        serving = (
+            self.workers.serving(alive_since(now, self.heartbeat_s)) if self.workers else set()
+        )
         for queue in sorted(set(waiting) - serving):
             log.warning(
                 "queue %s has %d queued jobs and no live worker serves it "

@@ -107,4 +107,3 @@ class WebhookStore:
             "patch": to_json(patch),
         }
         return bool(conn.execute(self._mark if fenced else self._relist, params).rowcount)
-
