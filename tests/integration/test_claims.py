@@ -124,3 +124,40 @@ def test_claim_next_after_a_cursor_skips_older_jobs(db_backend: Backend) -> None
     claims = ClaimStore(app.client.jobs.engine)
     got = claims.claim_next({"low": 10}, "w", datetime.now(UTC), 30, after={"low": ids[2]})
     assert sorted(j.id for j in got) == ids[3:]
+
+
+def test_a_queue_found_empty_rests_and_its_slots_go_to_the_busy_one(
+    db_backend: Backend,
+) -> None:
+    """A worker serving a busy queue and an empty one (the built-in ``conveyor.webhooks``,
+    say) does not spend a claim statement on the empty one every round: after a claim finds
+    it empty it rests for EMPTY_REST_S, its slots going to the busy queue in the same
+    statement."""
+    import time
+
+    from conveyor.core.shares import Shares
+    from conveyor.delivery.database import EMPTY_REST_S
+
+    app = db_backend.app()
+    for i in range(30):
+        app.enqueue("add", {"a": i}, queue="busy")
+    source = app.services.source("w-rest", ["busy", "idle"], 30.0)
+    claims: list[dict[str, int]] = []
+    real = source.claims.claim_next
+
+    def counting(counts, *args, **kwargs):  # type: ignore[no-untyped-def]
+        claims.append(dict(counts))
+        return real(counts, *args, **kwargs)
+
+    source.claims.claim_next = counting  # the real store, its calls recorded
+    shares = Shares({"busy": 1, "idle": 1})
+    first = source.claim(shares, 4, 0.0)
+    assert len(first) == 4 and claims[0] == {"busy": 2, "idle": 2}  # idle found empty
+    claims.clear()
+    second = source.claim(shares, 4, 0.0)
+    assert len(second) == 4 and claims == [{"busy": 4}]  # one statement, idle resting
+    time.sleep(EMPTY_REST_S * 1.5)
+    claims.clear()
+    source.claim(shares, 4, 0.0)
+    assert claims[0].get("idle") == 2  # rested long enough: asked again
+    source.release()

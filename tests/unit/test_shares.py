@@ -144,3 +144,17 @@ def test_weights_are_copied() -> None:
 def test_empty_weights_rejected() -> None:
     with pytest.raises(ValueError, match="at least one queue"):
         Shares({})
+
+
+def test_a_large_claim_is_split_exactly_in_one_round() -> None:
+    """1,000 slots at once: the exact split (largest remainder), the remainder carried so that
+    rounds add up to the weights exactly."""
+    shares = Shares({"a": 2, "b": 1})
+    assert shares.allocate(1000) == {"a": 667, "b": 333}
+    assert shares.allocate(1000) == {"a": 666, "b": 334}
+    assert shares.allocate(1000) == {"a": 667, "b": 333}
+    total = {"a": 0, "b": 0}
+    for _ in range(30):
+        for queue, n in shares.allocate(7).items():
+            total[queue] += n
+    assert total == {"a": 140, "b": 70}

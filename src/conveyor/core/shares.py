@@ -1,4 +1,5 @@
-"""Weighted queue shares: smooth weighted round robin over claim slots."""
+"""Weighted queue shares: claim slots split by weight, exact over time (largest remainder,
+with each queue's remainder carried to the next round)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ class Shares:
         self.order = (
             sorted(self.weights, key=lambda q: -self.weights[q]) if strict else list(self.weights)
         )
-        self._credit = {q: 0 for q in self.weights}
+        # Each queue's share not yet given, in 1/total slots (integers: exact for ever).
+        self._carry = {q: 0 for q in self.weights}
         self._total = sum(self.weights.values())
 
     def allocate(self, slots: int) -> dict[str, int]:
@@ -31,12 +33,17 @@ class Shares:
         if self.strict or len(self.order) == 1:  # one queue takes every slot
             counts[self.order[0]] = slots
             return counts
-        for _ in range(slots):
-            for queue, weight in self.weights.items():
-                self._credit[queue] += weight
-            chosen = max(self.order, key=lambda q: self._credit[q])
-            self._credit[chosen] -= self._total
-            counts[chosen] += 1
+        # O(queues) whatever the number of slots: a claim of 1,000 slots is one round, not
+        # 1,000 (smooth weighted round robin slot by slot cost a millisecond a claim).
+        total = self._total
+        owed = {q: self._carry[q] + slots * w for q, w in self.weights.items()}
+        for queue, share in owed.items():
+            counts[queue] = max(share, 0) // total
+        left = slots - sum(counts.values())
+        by_remainder = sorted(self.order, key=lambda q: owed[q] - counts[q] * total, reverse=True)
+        for queue in by_remainder[:left]:
+            counts[queue] += 1
+        self._carry = {q: owed[q] - counts[q] * total for q in owed}
         return counts
 
     def fallback_order(self) -> list[str]:

@@ -30,6 +30,10 @@ class Wakeup(Protocol):
 
 #: How long a claim cursor is followed before claims scan a queue from its start again.
 CURSOR_S = 1.0
+#: How long a queue whose claim found nothing is left out of a busy worker's claims (unless a
+#: wake-up says something was enqueued): a worker serving an idle queue beside a busy one (the
+#: built-in ``conveyor.webhooks``, say) would otherwise spend a statement on it every claim.
+EMPTY_REST_S = 0.02
 
 
 class DatabaseSource:
@@ -64,20 +68,28 @@ class DatabaseSource:
         self.clock = clock
         self.waker = waker  # an idle wait ends early when a job is enqueued
         self._cursors: dict[str, tuple[str, float]] = {}  # queue -> (last id claimed, since)
+        self._empty: dict[str, float] = {}  # queue -> when a claim of it last found nothing
 
     def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
         if self.waker is not None:
             self.waker.listen()
-        claimed = self._claim(shares.allocate(free))
+        now = self.clock()
+        resting = {q for q, at in self._empty.items() if now - at < EMPTY_REST_S}
+        counts = _without(shares.allocate(free), resting, shares.fallback_order())
+        claimed = self._claim(counts) if counts else []
         for queue in shares.fallback_order():
             if len(claimed) >= free:
                 break
-            claimed += self._claim({queue: free - len(claimed)})
+            if queue not in resting:
+                claimed += self._claim({queue: free - len(claimed)})
         if not claimed and block_s > 0:
+            woken = False
             if self.waker is not None:
-                self.waker.wait(self.waker.idle_s or block_s)
+                woken = self.waker.wait(self.waker.idle_s or block_s)
             else:
                 time.sleep(block_s)
+            if woken or self.waker is None:
+                self._empty.clear()  # something was enqueued, or the poll's time is up
         return claimed
 
     def _claim(self, counts: dict[str, int]) -> list[ClaimedJob]:
@@ -91,6 +103,10 @@ class DatabaseSource:
         rest: dict[str, int] = {}
         for queue, count in counts.items():
             got = [j.id for j in claimed if j.queue == queue]
+            if count > 0 and not got and queue not in after:
+                self._empty[queue] = now
+            else:
+                self._empty.pop(queue, None)
             if count > 0 and len(got) >= count:
                 since = self._cursors[queue][1] if queue in after else now
                 self._cursors[queue] = (max(got), since)
@@ -105,3 +121,16 @@ class DatabaseSource:
     def release(self) -> None:
         if self.waker is not None:
             self.waker.close()
+
+
+def _without(counts: dict[str, int], resting: set[str], order: list[str]) -> dict[str, int]:
+    """``counts`` without the resting queues, their slots given to the first other queue in
+    ``order``: one claim statement for them all, not a second round for the slots left."""
+    if not resting:
+        return counts
+    spare = sum(n for q, n in counts.items() if q in resting)
+    kept = {q: n for q, n in counts.items() if q not in resting}
+    heir = next((q for q in order if q in kept), None)
+    if heir is not None and spare:
+        kept[heir] += spare
+    return kept
