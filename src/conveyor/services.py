@@ -124,8 +124,8 @@ class Services:
         waker: Wakeup | None = None
         if self.engine.dialect.name == "postgresql":
             waker = Waker(self.engine, queues)
-        elif (bell := doorbell_dir(self.engine.url.database or "")) is not None:
-            waker = DoorbellListener(bell, queues)
+        elif isinstance(self.handoff, Doorbell):  # SQLite: the bell its hand-offs ring
+            waker = DoorbellListener(self.handoff.directory, queues)
         return DatabaseSource(
             self.claims,
             worker_id,
