@@ -6,12 +6,16 @@ Pure but for what ``logging`` itself does: the caller says whether stderr is a t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import logging.config
+import math
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _json_text
 from typing import Any, Literal
 
 from conveyor.core.payloads import text_masker
@@ -91,6 +95,17 @@ class JsonFormatter(logging.Formatter):
             self._second, self._prefix = second, rfc3339(second)[:-4]  # "...T09:15:02."
         return f"{self._prefix}{int((created - second) * 1000):03d}Z"
 
+    def line(self, level: int, logger: str, message: str, fields: Mapping[str, Any]) -> str:
+        """What ``format`` makes of a record of these, without the record (``LineHandler``)."""
+        line = {
+            "timestamp": self._timestamp(time.time()),
+            "level": logging.getLevelName(level),
+            "logger": logger,
+            "message": message,
+        }
+        line.update(fields)
+        return _flat_json(line, self._encode)
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "timestamp": self._timestamp(record.created),
@@ -110,16 +125,128 @@ class JsonFormatter(logging.Formatter):
         return self._encode(line)
 
 
+def _flat_json(line: Mapping[str, Any], encode: Callable[[Any], str]) -> str:
+    """``encode(line)`` for a flat object of text and numbers, twice as fast as the encoder
+    (which handles whatever else a value is)."""
+    parts = []
+    for key, value in line.items():
+        kind = type(value)
+        if kind is str:
+            text = _json_text(value)
+        elif kind is int or (kind is float and math.isfinite(value)):
+            text = repr(value)
+        elif value is None:
+            text = "null"
+        else:  # bools, containers, NaN, anything default=str turns to text
+            text = encode(value)
+        parts.append(f"{_json_text(key)}: {text}")
+    return "{" + ", ".join(parts) + "}"
+
+
 class TextFormatter(logging.Formatter):
     """``time LEVEL logger: message``, then a job's ``traceback`` field when it has one."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+        self._second = -1
+        self._asctime = ""
+
+    def line(self, level: int, logger: str, message: str, fields: Mapping[str, Any]) -> str:
+        """What ``format`` makes of a record of these, without the record (``LineHandler``)."""
+        created = time.time()
+        second = int(created)
+        if second != self._second:  # formatTime's default, once a second
+            self._second = second
+            self._asctime = time.strftime(self.default_time_format, self.converter(second))
+        asctime = f"{self._asctime},{int((created - second) * 1000):03d}"  # default_msec_format
+        text = f"{asctime} {logging.getLevelName(level)} {logger}: {message}"
+        traceback = fields.get("traceback")
+        return f"{text}\n{traceback.rstrip()}" if traceback else text
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         traceback = getattr(record, "traceback", None)
         return f"{text}\n{traceback.rstrip()}" if traceback else text
+
+
+class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Conveyor's stderr handler. Besides records it takes a worker's per-job lines
+    (``worker.joblog``) formatted without a ``LogRecord`` and written together at the end of
+    the event loop's turn: a busy worker writes two lines per job, and a record's making,
+    locking and write cost several times the line itself.
+
+    It takes lines only for a logger whose records would reach this handler alone, unfiltered
+    (``takes``): where anything else listens — a handler or filter the application added —
+    lines go through ``logging`` as records. Buffered lines are written before any record, so
+    the order within a thread holds."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+        self._direct: dict[str, bool] = {}  # logger name -> whether its lines may come here
+
+    def takes(self, logger: logging.Logger) -> bool:
+        """Whether ``logger``'s lines may bypass ``logging``: its records would reach this
+        handler alone, with no filter on the way (looked at once per logger, and again at
+        each write of buffered lines)."""
+        direct = self._direct.get(logger.name)
+        if direct is None:
+            direct = self._direct[logger.name] = self._only_me(logger)
+        return direct
+
+    def _only_me(self, logger: logging.Logger) -> bool:
+        if self.filters or not isinstance(self.formatter, JsonFormatter | TextFormatter):
+            return False
+        current = logger
+        while current.parent is not None:  # below the root: nothing may listen or filter
+            if current.filters or current.disabled or current.handlers or not current.propagate:
+                return False
+            current = current.parent
+        return current.handlers == [self] and not current.filters
+
+    def add(self, level: int, logger: str, message: str, fields: Mapping[str, Any]) -> None:
+        """Buffer one line; written at the end of the event loop's turn (at once outside a
+        loop, or when a record is emitted first)."""
+        if level < self.level:
+            return
+        line = self.formatter.line(level, logger, message, fields)  # type: ignore[union-attr]
+        if self._lines:
+            self._lines.append(line)
+            return
+        self._lines.append(line)
+        try:
+            asyncio.get_running_loop().call_soon(self.write_lines)
+        except RuntimeError:
+            self.write_lines()
+
+    def write_lines(self) -> None:
+        self._direct.clear()  # handlers and filters may have changed since: look again
+        if not self._lines:
+            return
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []
+            try:
+                self.stream.write(self.terminator.join(lines) + self.terminator)
+                self.flush()
+            except Exception:  # as a record's failed write: report, carry on
+                self.handleError(logging.makeLogRecord({"msg": lines[0]}))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._lines:
+            self.write_lines()
+        super().emit(record)
+
+    def close(self) -> None:
+        self.write_lines()
+        super().close()
+
+
+def line_handler() -> LineHandler | None:
+    """The process's ``LineHandler``, when ``configure_logging`` installed one."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LineHandler):
+            return handler
+    return None
 
 
 def resolve_format(setting: str, *, tty: bool) -> Format:
@@ -141,7 +268,7 @@ def logging_config(log_format: Format, level: str) -> dict[str, Any]:
         "formatters": {"conveyor": {"()": f"{__name__}.{formatter}"}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
+                "class": f"{__name__}.LineHandler",
                 "formatter": "conveyor",
                 "stream": "ext://sys.stderr",
             }

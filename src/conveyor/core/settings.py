@@ -40,6 +40,13 @@ class Settings(BaseSettings):
         0.05, gt=0, description="Idle poll interval of database dispatch (SQLite, no Redis)."
     )
     concurrency: int = Field(10, ge=1, description="Jobs in flight per worker process.")
+    prefetch: int | None = Field(
+        None,
+        ge=0,
+        description="Most jobs a worker process claims ahead of its free slots, to start as "
+        "they free (quick jobs then cost fewer claims). Unset: as many as its slots are "
+        "expected to start within 50 ms, up to 500, none while its jobs are slow; 0: none.",
+    )
     queues: str = Field(
         "default", description="Queues a worker serves with weights: 'critical=6,default=3,low=1'."
     )

@@ -23,6 +23,7 @@ No I/O of its own: spans go to whatever processor and exporter the application c
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
@@ -95,9 +96,20 @@ if AVAILABLE:
 _cached: tuple[Any, Any] = (None, None)
 
 
+#: A provider named by the environment, which the API loads when first asked for one.
+_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
 def recording() -> bool:
-    """Whether spans are made: the API is installed and the application set a provider."""
-    return AVAILABLE and not isinstance(trace.get_tracer_provider(), _UNCONFIGURED)
+    """Whether spans are made: the API is installed and the application set a provider.
+
+    Asked once per attempt: when no provider was ever set (the API's global is still None)
+    it answers without ``get_tracer_provider``, which reads the environment at every call."""
+    if not AVAILABLE:
+        return False
+    if getattr(trace, "_TRACER_PROVIDER", True) is None and not _FROM_ENV:
+        return False
+    return not isinstance(trace.get_tracer_provider(), _UNCONFIGURED)
 
 
 def _tracer() -> Any:

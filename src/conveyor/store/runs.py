@@ -12,15 +12,26 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Connection, Engine, Update, and_, bindparam, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Update,
+    and_,
+    bindparam,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.states import State
 from conveyor.store import pg
 from conveyor.store.errors import rejections
+from conveyor.store.notify import WAKE_CHANNEL
 from conveyor.store.records import Finish, ProgressUpdate
 from conveyor.store.tables import attempts, jobs
-from conveyor.store.writes import end_columns, recorded_by_job_row, sa_values
+from conveyor.store.writes import RELEASE, end_columns, recorded_by_job_row, sa_values
 
 _RUNNING = State.RUNNING.value
 
@@ -50,6 +61,34 @@ class RunStore:
         with self.engine.begin() as conn:
             result = conn.execute(stmt, [{"b_id": i, "b_attempt": a} for i, a in runs])
         return int(result.rowcount)
+
+    def release(
+        self, worker_id: str, runs: Sequence[tuple[str, int]], now: datetime
+    ) -> list[tuple[str, str]]:
+        """Hand back jobs this worker claimed ahead and never started: queued again, no
+        attempt charged and none recorded (``store.writes.RELEASE``), idle workers woken on
+        PostgreSQL. Returns (queue, job id) of those handed back; one this attempt no longer
+        owns is left alone."""
+        if not runs:
+            return []
+        stmt = (
+            update(jobs)
+            .where(
+                and_(
+                    tuple_(jobs.c.id, jobs.c.attempt).in_(list(runs)),
+                    jobs.c.state == _RUNNING,
+                    jobs.c.worker_id == worker_id,
+                )
+            )
+            .values(sa_values(RELEASE, lambda _, field: {"now": now}[field]))
+            .returning(jobs.c.queue, jobs.c.id)
+        )
+        with self.engine.begin() as conn:
+            released = [(queue, str(job_id)) for queue, job_id in conn.execute(stmt).all()]
+            if self.dialect == "postgresql":
+                for queue in sorted({queue for queue, _ in released}):
+                    conn.execute(pg.NOTIFY, {"channel": WAKE_CHANNEL, "payload": queue})
+        return released
 
     def cancel_requests(self, runs: Sequence[tuple[str, int]]) -> list[str]:
         """Ids among these runs that were asked to cancel, or that this attempt no longer owns."""
@@ -166,6 +205,7 @@ def _finish_params(f: Finish) -> dict[str, Any]:
         "b_state": f.state.value,
         "b_error": f.error.as_dict() if f.error else None,
         "b_result": f.result,
+        "b_started_at": f.started_at,
         "b_finished_at": f.finished_at,
         "b_run_at": f.run_at,
         "b_expired_before": f.expired_before,

@@ -56,6 +56,16 @@ CLAIM: Columns = (
     (jobs.c.cancel_requested, Fixed(False)),
 )
 
+#: A job claimed ahead of a free slot and handed back before it started (``worker.ahead``):
+#: queued again, the claim's attempt not charged; the parameter is ``now``.
+RELEASE: Columns = (
+    (jobs.c.state, Fixed(State.QUEUED.value)),
+    (jobs.c.worker_id, Fixed(None)),
+    (jobs.c.lease_expires_at, Fixed(None)),
+    (jobs.c.uncharged, Incremented()),
+    (jobs.c.updated_at, Given("now")),
+)
+
 
 @functools.cache
 def end_columns(state: State, charges_attempt: bool) -> Columns:
@@ -69,6 +79,8 @@ def end_columns(state: State, charges_attempt: bool) -> Columns:
         (jobs.c.lease_expires_at, Fixed(None)),
         (jobs.c.cancel_requested, Fixed(False)),
         (jobs.c.updated_at, Given("finished_at")),
+        # When the handler was called: later than the claim for a job claimed ahead.
+        (jobs.c.started_at, GivenOrKept("started_at")),
         (jobs.c.progress, Fixed(100.0) if completed else GivenOrKept("progress")),
         (jobs.c.stage, GivenOrKept("stage")),
         (jobs.c.message, GivenOrKept("message")),

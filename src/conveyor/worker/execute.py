@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import functools
 import logging
-from concurrent.futures import Executor
 from typing import Any
 
 from conveyor.core.errors import InvalidPayload, JobCanceled, Permanent
@@ -14,6 +13,7 @@ from conveyor.core.outcome import Attempt, AttemptOutcome, ErrorInfo, checked_re
 from conveyor.core.registry import JobType
 from conveyor.worker.context import Context
 from conveyor.worker.isolated import run_isolated
+from conveyor.worker.threads import JobThreads
 
 log = logging.getLogger("conveyor.worker")
 
@@ -31,7 +31,7 @@ async def execute(
     ctx: Context,
     *,
     timeout_s: float | None,
-    threads: Executor,
+    threads: JobThreads,
     max_result_bytes: int,
 ) -> Attempt:
     try:
@@ -78,14 +78,14 @@ async def _call(
     job_type: JobType,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    threads: Executor,
+    threads: JobThreads,
     ctx: Context,
 ) -> Any:
     if job_type.is_async:
         return await job_type.handler(*args, **kwargs)
     call = functools.partial(job_type.handler, *args, **kwargs)
     context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(threads, _in_thread, context, call, ctx)
+    return await threads.submit(functools.partial(_in_thread, context, call, ctx))
 
 
 def _in_thread(context: contextvars.Context, call: Any, ctx: Context) -> Any:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ from conveyor.scheduler import Scheduler
 from conveyor.services import Services
 from conveyor.store import ClaimedJob, Finish
 from conveyor.worker import joblog
+from conveyor.worker.ahead import HOLD_S, Ahead
 from conveyor.worker.context import Context, Progress
 from conveyor.worker.execute import CANCEL, SHUTDOWN, execute
 from conveyor.worker.health import TICK_S, Health
+from conveyor.worker.threads import JobThreads
 from conveyor.worker.writer import Writer
 
 log = logging.getLogger("conveyor.worker")
@@ -86,13 +89,15 @@ class Worker:
         self.source = services.source(worker_id, queues, settings.lease_seconds)
         self.io = ThreadPoolExecutor(4, thread_name_prefix="conveyor-io")
         self.fetch_io = ThreadPoolExecutor(1, thread_name_prefix="conveyor-fetch")
-        self.threads = ThreadPoolExecutor(self.concurrency + 4, thread_name_prefix="conveyor-job")
+        self.threads = JobThreads(self.concurrency + 4)
         self.writer = Writer(
             services.runs, services.stats, services.handoff, services.events, self._io,
             now=self.clock.now,
         )  # fmt: skip
         self.stats = self.writer.stats
         self.runs: dict[str, Run] = {}
+        self.ahead = Ahead(self.concurrency, settings.prefetch)
+        self._ahead_timer: asyncio.TimerHandle | None = None
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -141,6 +146,7 @@ class Worker:
         )
 
     async def run(self) -> None:
+        joblog.use_line_handler()
         try:
             await self._io(self.clock.sync)
             await self._io(
@@ -167,6 +173,7 @@ class Worker:
             background = [asyncio.create_task(c) for c in loops]
             self.health.start_watch()
             await self._fetch_loop()
+            await self._release_ahead()
             await self._drain()
             for task in background:
                 task.cancel()
@@ -181,7 +188,7 @@ class Worker:
             self._stopped.set()
 
     def _teardown(self) -> None:
-        self.threads.shutdown(wait=False, cancel_futures=True)
+        self.threads.shutdown()
         self.io.shutdown(wait=True)
         self.fetch_io.shutdown(wait=True)
         self.services.close()
@@ -192,20 +199,30 @@ class Worker:
 
     # -- fetch and run ----------------------------------------------------------------------
 
+    def _free(self) -> int:
+        """Free slots: a slot whose thread still runs an ended attempt's handler is not."""
+        return self.concurrency - len(self.runs) - self.health.stuck()
+
     async def _fetch_loop(self) -> None:
+        """Claim for the free slots and for the jobs held ahead of them (``worker.ahead``):
+        claimed jobs start while slots are free; the rest are held and start as slots free."""
         loop = asyncio.get_running_loop()
         block_s = self.source.idle_s
         failures = 0
         while not self._stopping.is_set():
-            # A slot whose thread still runs an ended attempt's handler is not free.
-            free = min(self.concurrency - len(self.runs) - self.health.stuck(), MAX_CLAIM_BATCH)
-            if free <= 0:
-                self._slot_free.clear()
+            free = self._free()
+            want = min(self.ahead.want(free), MAX_CLAIM_BATCH)
+            self._slot_free.clear()
+            if want <= 0:
                 await self._slot_free.wait()
                 continue
             try:
                 claimed = await loop.run_in_executor(
-                    self.fetch_io, self.source.claim, self.shares, free, block_s
+                    self.fetch_io,
+                    self.source.claim,
+                    self.shares,
+                    want,
+                    block_s if free > 0 else 0,  # only a free slot waits for new work
                 )
                 failures = 0
             except Exception as exc:
@@ -214,9 +231,18 @@ class Worker:
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 continue
             for job in claimed:
+                if self._free() <= 0:
+                    self.ahead.hold(job)
+                    continue
+                if free <= 0:  # a slot freed during the claim: it starts now, not at the claim
+                    job.started_at = self.clock.now()
+                free -= 1
                 self._start(job)
             if claimed:
                 self._background(self.writer.announce([job.id for job in claimed]))
+                self._watch_ahead()
+            elif free <= 0:
+                await self._slot_free.wait()  # nothing to claim ahead: wait for a slot
         try:
             await loop.run_in_executor(self.fetch_io, self.source.release)
         except Exception as exc:
@@ -229,13 +255,18 @@ class Worker:
 
     def _start(self, job: ClaimedJob) -> None:
         self.writer.claimed(job)
+        joblog.started(job, self.worker_id)
+        run = self._run(job)
+        self.runs[job.id] = run
+        run.task = asyncio.create_task(self._execute(run))  # unnamed: naming costs per job
+
+    def _run(self, job: ClaimedJob) -> Run:
         progress = Progress(job.progress, job.stage)
         stages: tuple[str, ...] = ()
         secrets: frozenset[str] = frozenset()
         if job.type in self.registry:
             job_type = self.registry.get(job.type)
             stages, secrets = job_type.stages, job_type.secret_fields
-        joblog.started(job, self.worker_id)
         ctx = Context(
             job_id=job.id,
             job_type=job.type,
@@ -248,12 +279,11 @@ class Worker:
             payload=job.payload,
             secret_fields=secrets,
         )
-        run = Run(job, ctx, progress)
-        self.runs[job.id] = run
-        run.task = asyncio.create_task(self._execute(run))  # unnamed: naming costs per job
+        return Run(job, ctx, progress)
 
     async def _execute(self, run: Run) -> None:
         job = run.job
+        began = time.monotonic()
         span = tracing.attempt_started(job, self.worker_id)  # None unless tracing is set up
         try:
             attempt = await self._attempt(run)
@@ -266,7 +296,63 @@ class Worker:
         _end_span(span, attempt, state)
         self.health.ended(run.ctx)
         self.runs.pop(job.id, None)
-        self._slot_free.set()
+        self.ahead.ended(time.monotonic() - began)
+        self._start_held()
+        if self.ahead.want(self._free()) > 0:
+            self._slot_free.set()
+
+    # -- jobs claimed ahead (worker.ahead) --------------------------------------------------
+
+    def _start_held(self) -> None:
+        """Start held jobs while slots are free; their attempts start now, not at the claim."""
+        while self.ahead.jobs and not self._stopping.is_set() and self._free() > 0:
+            job = self.ahead.next()
+            if job is not None:
+                job.started_at = self.clock.now()
+                self._start(job)
+
+    def _watch_ahead(self) -> None:
+        """While jobs are held, look every half ``HOLD_S`` whether the slots still move."""
+        if self._ahead_timer is None and self.ahead.jobs:
+            loop = asyncio.get_running_loop()
+            self._ahead_timer = loop.call_later(HOLD_S / 2, self._check_ahead)
+
+    def _check_ahead(self) -> None:
+        self._ahead_timer = None
+        if self.ahead.overdue():
+            self._background(self._release_ahead())
+        else:
+            self._watch_ahead()
+
+    async def _release_ahead(self) -> None:
+        """Hand back the held jobs unstarted (their slots are busy with long jobs, or the
+        worker stops): queued again at once, for any worker, no attempt charged."""
+        held = self.ahead.take_all()
+        if not held:
+            return
+        try:
+            released = await self._io(
+                self.services.runs.release,
+                self.worker_id,
+                [(job.id, job.attempt) for job in held],
+                self.clock.now(),
+            )
+        except Exception as exc:
+            if self._stopping.is_set():
+                log.warning(
+                    "could not hand back %d job(s) claimed ahead (%s); they are recovered "
+                    "when their lease runs out",
+                    len(held),
+                    exc,
+                )
+                return
+            log.warning("could not hand back %d job(s) claimed ahead (%s)", len(held), exc)
+            self.ahead.jobs.extendleft(reversed(held))
+            self._watch_ahead()
+            return
+        log.info("handed back %d job(s) claimed ahead, unstarted", len(released))
+        await self.writer.redispatch(released)
+        self._slot_free.set()  # claim again when the slots move
 
     async def _attempt(self, run: Run) -> Attempt:
         job = run.job
@@ -330,7 +416,7 @@ class Worker:
     def _leased(self) -> list[tuple[str, int]]:
         """Runs whose leases the heartbeat renews: running ones, and finished ones whose
         finish is not written yet."""
-        return self._owned() + self.writer.pending()
+        return self._owned() + self.ahead.owned() + self.writer.pending()
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -383,7 +469,7 @@ class Worker:
         interval = min(0.5, self.settings.heartbeat_seconds)
         while True:
             await asyncio.sleep(interval)
-            owned = self._owned()
+            owned = self._owned() + self.ahead.owned()
             if not owned:
                 continue
             try:
@@ -395,6 +481,12 @@ class Worker:
                 run = self.runs.get(job_id)
                 if run is not None:
                     self._interrupt(run, CANCEL)
+                    continue
+                held = self.ahead.take(job_id)
+                if held is not None:  # claimed ahead, canceled before it started
+                    canceled = ErrorInfo("Canceled", "canceled before it started")
+                    attempt = Attempt(AttemptOutcome.CANCELED, error=canceled)
+                    self._record(self._run(held), attempt)
 
     def _interrupt(self, run: Run, reason: str) -> None:
         # A thread cannot be stopped: a sync handler sees ctx.cancelled (its ctx calls raise)

@@ -146,7 +146,7 @@ class Writer:
                 )
             self._count(batch, fenced=len(batch) - accepted)
             await self.announce([f.job_id for f, _ in batch])
-            await self._redispatch(
+            await self.redispatch(
                 [(job.queue, f.job_id) for f, job in batch if f.state is State.QUEUED]
             )
 
@@ -184,7 +184,8 @@ class Writer:
             log.error("job %s: its failure could not be stored either (%s)", job.id, again)
             return 0
 
-    async def _redispatch(self, items: list[tuple[str, str]]) -> None:
+    async def redispatch(self, items: list[tuple[str, str]]) -> None:
+        """Hand (queue, job id) pairs queued again to the dispatch (Redis; SQLite's bell)."""
         if not items:
             return
         try:
