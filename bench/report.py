@@ -41,6 +41,7 @@ def write_report(results: Path, out: Path, findings: bool = True) -> None:
     parts.append(_targets(lines))
     if findings and FINDINGS.exists():
         parts.append(FINDINGS.read_text().rstrip() + "\n")
+    parts.append(_defaults(lines, order, label))
     for jobs in sorted({line["jobs"] for line in lines if line["workload"] == "w1"}):
         rows = [x for x in lines if x["workload"] == "w1" and x["jobs"] == jobs]
         parts.append(_throughput(f"W1 — throughput, {jobs:,} no-op jobs", rows, order, label))
@@ -126,6 +127,46 @@ def _throughput(title: str, rows: Lines, order: list[str], label: dict[str, str]
             f"| {_cell(ok, 'busy_rss_mb', 0, spread=False)} | {len(ok)}/{len(rs)}{note} |"
         )
     return "\n".join(out) + "\n"
+
+
+HANDLER = {"sync": "`def`", "async": "`async def`"}
+
+
+def _defaults(lines: Lines, order: list[str], label: dict[str, str]) -> str:
+    """Defaults: each system as its quick-start runs it, a table per backlog size, rows
+    system x handler kind, beside the same system's tuned W1 rate from launch."""
+    out = []
+    for jobs in sorted({x["jobs"] for x in lines if x["workload"] == "defaults"}):
+        rows = [x for x in lines if x["workload"] == "defaults" and x["jobs"] == jobs]
+        tuned = [x for x in lines if x["workload"] == "w1" and x["jobs"] == jobs]
+        out += [f"## Defaults: quick-start settings, {jobs:,} no-op jobs\n",
+                "Each system started as its own docs show first (the commands are under *How "
+                "each system ran*), draining the backlog with a plain `def` and an `async def` "
+                "no-op handler where its docs show each. *from launch*: the workers' launch → "
+                "the last job's terminal state, the headline (users start workers, then wait); "
+                "*from first start*: the first job's start → the last; *first job*: seconds "
+                "from launch to the first job's start; *of tuned*: the rate from launch as a "
+                "share of the same system's W1 (its most favourable configuration) in this "
+                "run. Median of the runs (min–max).\n",
+                "| system | handler | jobs/s from launch | jobs/s from first start | first job, s "
+                "| of tuned (W1 from launch) | runs |", "|---|---|---|---|---|---|---|"]
+        for name, rs in _by_system(rows, order):
+            for kind in ("sync", "async"):
+                kr = [r for r in rs if r.get("kind") == kind]
+                if not kr:
+                    continue
+                ok = [r for r in kr if "error" not in r]
+                capped = [r for r in ok if r.get("capped")]
+                note = (f"; {len(capped)} capped at {capped[0]['cap_s']} s "
+                        f"({capped[0]['completed']:,} done)" if capped else "")
+                m = _med(ok, "per_s_from_launch")
+                w1 = _med([r for r in tuned if r["system"] == name], "per_s_from_launch")
+                share = f"{m[0] / w1[0]:.0%} of {w1[0]:,.0f}" if m and w1 else "–"
+                out.append(f"| {label[name]} | {HANDLER[kind]} | {_cell(ok, 'per_s_from_launch')} "
+                           f"| {_cell(ok, 'per_s')} | {_cell(ok, 'startup_s', 2)} | {share} "
+                           f"| {len(ok)}/{len(kr)}{note} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def _latency(rate: int, rows: Lines, order: list[str], label: dict[str, str]) -> str:
@@ -381,14 +422,20 @@ def _chart(rows: Lines, order: list[str], label: dict[str, str], key: str, title
 
 
 def _configs(lines: Lines, order: list[str], label: dict[str, str]) -> str:
+    """Each system's worker commands per workload (per handler kind for the defaults, where
+    the command differs by kind)."""
     out = ["## How each system ran\n", "| system | workload | workers |", "|---|---|---|"]
-    seen = set()
     for name in order:
+        seen: dict[tuple[str, str], list[str]] = {}
         for x in lines:
-            key = (name, x["workload"])
-            if x["system"] == name and x.get("config") and key not in seen:
-                seen.add(key)
-                out.append(f"| {label[name]} | {x['workload']} | `{x['config']}` |")
+            if x["system"] == name and x.get("config"):
+                kinds = seen.setdefault((x["workload"], x["config"]), [])
+                if x["workload"] == "defaults" and x.get("kind") not in kinds:
+                    kinds.append(x["kind"])
+        for (workload, config), kinds in seen.items():
+            if kinds:
+                workload += " (" + ", ".join(HANDLER[k] for k in kinds) + ")"
+            out.append(f"| {label[name]} | {workload} | `{config}` |")
     return "\n".join(out) + "\n"
 
 
@@ -397,7 +444,8 @@ def _errors(lines: Lines) -> str:
     if not bad:
         return ""
     out = ["## Failed measurements\n"]
-    out += [f"- {x['workload']} {x['system']} (run {x.get('rep')}): {x['error'][:300]}" for x in bad]
+    out += [f"- {x['workload']} {x['system']}{' ' + x['kind'] if x.get('kind') else ''} "
+            f"(run {x.get('rep')}): {x['error'][:300]}" for x in bad]
     return "\n".join(out) + "\n"
 
 

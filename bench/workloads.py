@@ -1,4 +1,5 @@
-"""W1–W3, the same for every system: enqueue, start the workers, read the ledger."""
+"""W1–W3 and the defaults workload, the same for every system: enqueue, start the workers,
+read the ledger."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from bench.env import Processes, Servers, wait_until, worker_env
 from bench.ledger import Ledger
-from bench.peers.base import Kind, System, Workload
+from bench.peers.base import Handler, Kind, System, Workload
 
 
 @dataclass
@@ -24,8 +25,12 @@ class Bench:
     procs: Processes
 
     def launch(self, workload: Workload) -> float:
+        return self.start(self.system.workers(workload))
+
+    def start(self, workers: list[list[str]]) -> float:
+        """Start the worker processes; the wall-clock time just before the first."""
         launched = time.time()
-        for argv in self.system.workers(workload):
+        for argv in workers:
             self.procs.start(argv)
         return launched
 
@@ -73,7 +78,8 @@ def measure(system_cls: type[System], workload: str, tmp: Path, **params: Any) -
     procs: Processes | None = None
     try:
         system.setup()
-        env = worker_env(servers, ledger.path) | system.worker_env()
+        own = system.quickstart_env() if workload == "defaults" else system.worker_env()
+        env = worker_env(servers, ledger.path) | own
         procs = Processes(env, tmp / f"{system.name}.log")
         bench = Bench(system, servers, ledger, procs)
         result = WORKLOADS[workload](bench, **params)
@@ -99,9 +105,41 @@ def throughput(
     system.enqueue_bulk(kind, jobs - single)
     bulk_s = time.perf_counter() - started
     bench.servers.analyze()
-    commands = bench.servers.redis_commands()
     workload: Workload = "throughput" if kind == "noop" else "io"
-    launched = bench.launch(workload)
+    return {
+        "kind": kind,
+        **drain(bench, jobs, cap_s, system.workers(workload)),
+        "config": system.config(workload),
+        "enqueue_one_per_s": round(single / single_s) if single else None,
+        "enqueue_bulk_per_s": round((jobs - single) / bulk_s),
+    }
+
+
+def defaults(bench: Bench, jobs: int, cap_s: float = 60, kind: Handler = "sync") -> dict[str, Any]:
+    """The defaults workload: a backlog of no-ops with a ``def`` (sync) or ``async def``
+    handler, drained by workers started as the system's quick-start starts them. Its headline
+    is the rate from the workers' launch: users start workers, then wait."""
+    system = bench.system
+    if kind not in system.handlers:
+        raise ValueError(
+            f"{system.name}: its docs show no {kind} handler (it has "
+            f"{', '.join(system.handlers) or 'no quick-start here'})"
+        )
+    system.enqueue_quickstart(kind, jobs)
+    bench.servers.analyze()
+    return {
+        "kind": kind,
+        **drain(bench, jobs, cap_s, system.quickstart(kind)),
+        "config": system.quickstart_config(kind),
+    }
+
+
+def drain(bench: Bench, jobs: int, cap_s: float, workers: list[list[str]]) -> dict[str, Any]:
+    """Start the workers on a queued backlog of ``jobs`` and time them until the last is
+    done (or ``cap_s`` passes): rates from the first start and from the launch."""
+    system = bench.system
+    commands = bench.servers.redis_commands()
+    launched = bench.start(workers)
     done, peak_rss = bench.wait_sampling_rss(jobs, cap_s)
     entries = bench.ledger.entries()
     first = min((e.t_start for e in entries), default=launched)
@@ -112,14 +150,10 @@ def throughput(
         last, ran = time.time(), len(entries)
     commands = bench.servers.redis_commands() - commands
     return {
-        "kind": kind,
         "completed": ran,
         "capped": not done,
-        "config": system.config(workload),
-        "enqueue_one_per_s": round(single / single_s) if single else None,
-        "enqueue_bulk_per_s": round((jobs - single) / bulk_s),
-        "per_s": round(ran / (last - first)),
-        "per_s_from_launch": round(ran / (last - launched)),
+        "per_s": round(ran / (last - first)) if ran else 0,
+        "per_s_from_launch": round(ran / (last - launched)) if ran else 0,
         "startup_s": round(first - launched, 3),
         "busy_rss_mb": peak_rss,
         "redis_commands_per_job": round(commands / ran, 1)
@@ -194,4 +228,5 @@ WORKLOADS = {
     "w1": lambda bench, **p: throughput(bench, kind="noop", **p),
     "w2": latency,
     "w3": lambda bench, **p: throughput(bench, kind="sleep", single=0, **p),
+    "defaults": defaults,
 }

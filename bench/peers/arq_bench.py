@@ -8,6 +8,11 @@ a result); ``poll_delay=0.01`` instead of 0.5 s, since an arq worker finds new j
 polling its sorted set (W2 start latency follows it: p50 about 7 ms at 0.01 s, 15-25 ms at
 0.05 s); ``max_tries=1`` as no job here fails; arq's own logging at WARNING
 (``--custom-log-dict``) like every other system, instead of two INFO lines per job.
+
+Quick-start (the defaults workload): ``arq bench.peers.arq_bench.QuickstartSettings``, twice
+(an arq worker is one process): settings naming only the functions and the Redis server, so
+``max_jobs=10``, ``poll_delay=0.5`` s, results kept for an hour, INFO logging. arq runs
+coroutines only (a plain function is refused at start).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from arq.connections import ArqRedis, RedisSettings, create_pool
 
 from bench.env import PYTHON, REDIS_BASE, REDIS_DB
 from bench.ledger import mark
-from bench.peers.base import AsyncBridge, Kind, System, Workload
+from bench.peers.base import AsyncBridge, Handler, Kind, System, Workload, script
 
 
 async def noop(ctx: dict[str, Any], t_enq: float = 0.0) -> None:
@@ -56,11 +61,19 @@ class WorkerSettings:
     max_tries = 1
 
 
+class QuickstartSettings:
+    """``arq bench.peers.arq_bench.QuickstartSettings``: what the quick-start sets, no more."""
+
+    functions = [noop]
+    redis_settings = RedisSettings.from_dsn(REDIS_URL)
+
+
 class Arq(System):
     name: ClassVar[str] = "arq"
     label: ClassVar[str] = "arq"
     packages = ("arq", "redis")
     durable = "Redis"
+    handlers = {"async": "noop"}
 
     def setup(self) -> None:
         self.bridge = AsyncBridge()
@@ -85,6 +98,10 @@ class Arq(System):
             PYTHON, "-m", "arq", "--custom-log-dict", "bench.peers.arq_bench.LOGGING",
             "bench.peers.arq_bench.WorkerSettings",
         ]
+        return [argv, argv]
+
+    def quickstart(self, handler: Handler) -> list[list[str]]:
+        argv = [script("arq"), "bench.peers.arq_bench.QuickstartSettings"]
         return [argv, argv]
 
     def close(self) -> None:

@@ -4,6 +4,12 @@ No result backend and ``task_ignore_result``; early acks (the default); no event
 gossip or mingle; log level WARNING; a raised ``--prefetch-multiplier``. W1 and W2 run two
 ``--pool solo`` workers (one per core): each executes tasks in its consumer, so no message
 crosses a pipe to a pool child. W3 (10 ms ``time.sleep``) runs two ``--pool threads`` workers.
+
+Quick-start (the defaults workload): ``celery -A bench.peers.celery_bench worker``, one worker
+with the default prefork pool of one child per CPU (2 here), the default prefetch multiplier
+(4) and log level (WARNING; the tutorial adds ``--loglevel=INFO``). The app's settings above
+change nothing there: with no result backend nothing is stored, and events are off by default.
+Celery 5 runs plain functions only: no ``async def`` task.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from celery import Celery, Task
 
 from bench.env import PYTHON
 from bench.ledger import mark
-from bench.peers.base import Kind, System, Workload
+from bench.peers.base import Handler, Kind, System, Workload, script
 
 QUEUE = "bench"
 
@@ -50,6 +56,7 @@ class CeleryRedis(System):
     label: ClassVar[str] = "Celery (Redis broker)"
     packages = ("celery", "kombu", "redis")
     durable = "Redis"
+    handlers = {"sync": "noop"}
 
     def setup(self) -> None:
         app.conf.broker_url = self.servers.redis_url
@@ -85,6 +92,9 @@ class CeleryRedis(System):
             ]
             for i in (1, 2)
         ]
+
+    def quickstart(self, handler: Handler) -> list[list[str]]:
+        return [[script("celery"), "-A", "bench.peers.celery_bench", "worker"]]
 
     def close(self) -> None:
         # Nothing to release: the app's connection and producer pools belong to the process

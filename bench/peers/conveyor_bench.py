@@ -1,4 +1,9 @@
-"""Conveyor, on PostgreSQL + Redis, on PostgreSQL alone and on SQLite."""
+"""Conveyor, on PostgreSQL + Redis, on PostgreSQL alone and on SQLite.
+
+Its quick-start (the defaults workload) is ``conveyor worker --app MODULE:app --processes 2``
+and nothing else: the default concurrency and log level, jobs declared with a bare
+``@app.job``, a plain ``def`` no-op (run on the worker's threads) and an ``async def`` one.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from sqlalchemy import func, select
 
 from bench.env import PYTHON
 from bench.ledger import mark
-from bench.peers.base import Kind, System, Workload
+from bench.peers.base import Handler, Kind, System, Workload, script
 from conveyor import Context, Conveyor
 from conveyor.client import EnqueueRequest
 from conveyor.core.settings import Settings
@@ -33,6 +38,16 @@ async def sleep(ctx: Context, t_enq: float = 0.0) -> None:
     mark(t_enq, started)
 
 
+@app.job
+def noop_sync(ctx: Context, t_enq: float = 0.0) -> None:
+    mark(t_enq, time.time())
+
+
+@app.job
+async def noop_async(ctx: Context, t_enq: float = 0.0) -> None:
+    mark(t_enq, time.time())
+
+
 class ConveyorPgRedis(System):
     name: ClassVar[str] = "conveyor"
     label: ClassVar[str] = "Conveyor (PostgreSQL + Redis)"
@@ -40,6 +55,7 @@ class ConveyorPgRedis(System):
     uses = ("postgresql", "redis")
     durable = "PostgreSQL (every state change and attempt committed)"
     records_finish = True
+    handlers = {"sync": "noop_sync", "async": "noop_async"}
     redis = True
     sqlite = False
 
@@ -88,6 +104,19 @@ class ConveyorPgRedis(System):
                 "2",
                 "--concurrency",
                 str(1000 if workload == "io" else 2000),
+            ]
+        ]
+
+    def quickstart(self, handler: Handler) -> list[list[str]]:
+        # The same command for both kinds: the worker runs each job as its handler is written.
+        return [
+            [
+                script("conveyor"),
+                "worker",
+                "--app",
+                "bench.peers.conveyor_bench:app",
+                "--processes",
+                "2",
             ]
         ]
 

@@ -11,6 +11,12 @@ for no-op tasks (threads overlap the Redis round trips; process workers were slo
 ``python -m gevent.monkey`` launcher (``-k thread -w 128`` when gevent is not installed).
 Bulk enqueue is ``task.map()``, huey's documented fan-out API: a loop of single enqueues (one
 LPUSH each); huey offers no pipelined bulk enqueue.
+
+Quick-start (the defaults workload): ``huey_consumer bench.peers.huey_bench.quickstart_huey``,
+twice (two processes, one worker thread each: the consumer's defaults), on a ``RedisHuey``
+with its default settings (results on; a task returning None stores none). Its queue and task
+names are the tuned instance's, so the harness enqueues through either. Huey refuses
+``async def`` tasks.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from huey.api import TaskWrapper
 
 from bench.env import PYTHON, REDIS_BASE, REDIS_DB
 from bench.ledger import mark
-from bench.peers.base import Kind, System, Workload
+from bench.peers.base import Handler, Kind, System, Workload, script
 
 
 def noop(t_enq: float = 0.0) -> None:
@@ -42,14 +48,16 @@ def sleep(t_enq: float = 0.0) -> None:
 FUNCS: dict[str, Callable[[float], None]] = {"noop": noop, "sleep": sleep}
 
 
-def make_huey(url: str) -> tuple[RedisHuey, dict[str, TaskWrapper]]:
+def make_huey(url: str, results: bool = False) -> tuple[RedisHuey, dict[str, TaskWrapper]]:
     """A Huey instance with both tasks registered (under the same names in every instance)."""
-    instance = RedisHuey("bench", url=url, results=False)
+    instance = RedisHuey("bench", url=url, results=results)
     return instance, {kind: instance.task()(fn) for kind, fn in FUNCS.items()}
 
 
-# The consumer's instance (huey_consumer bench.peers.huey_bench.huey), on the worker's URL.
-huey, TASKS = make_huey(os.environ.get("BENCH_REDIS") or f"{REDIS_BASE.rstrip('/')}/{REDIS_DB}")
+# The consumers' instances (huey_consumer bench.peers.huey_bench.huey), on the worker's URL.
+URL = os.environ.get("BENCH_REDIS") or f"{REDIS_BASE.rstrip('/')}/{REDIS_DB}"
+huey, TASKS = make_huey(URL)
+quickstart_huey, _ = make_huey(URL, results=True)  # RedisHuey's default
 
 
 class HueyRedis(System):
@@ -57,6 +65,7 @@ class HueyRedis(System):
     label: ClassVar[str] = "Huey (Redis)"
     packages = ("huey", "redis", "gevent")
     durable = "Redis"
+    handlers = {"sync": "noop"}
 
     def setup(self) -> None:
         self.huey, self.tasks = make_huey(self.servers.redis_url)
@@ -77,6 +86,10 @@ class HueyRedis(System):
         else:
             mode = ["-k", "thread", "-w", "128"]
         argv = [PYTHON, *consumer, *mode, "-d", "0.001", "-m", "0.01", "-b", "1.0", "-n", "-q"]
+        return [argv, argv]
+
+    def quickstart(self, handler: Handler) -> list[list[str]]:
+        argv = [script("huey_consumer"), "bench.peers.huey_bench.quickstart_huey"]
         return [argv, argv]
 
     def close(self) -> None:

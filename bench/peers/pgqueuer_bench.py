@@ -11,6 +11,12 @@ round trip (its tuning guide: raise the batch size for short jobs), is woken by 
 ``--max-concurrent-tasks``). Schema installed with the default durability (logged tables).
 Harness: ``Queries.enqueue`` with lists of 1000 for bulk and one job per call otherwise, over
 one asyncpg connection (its driver serialises calls with an asyncio.Lock) on an AsyncBridge.
+
+Quick-start (the defaults workload): ``pgq run bench.peers.pgqueuer_bench:main``, twice (one
+process each), with every default (batch size 10, INFO logging, uvloop when installed). As
+``pgq run`` itself exits at start here (above), each process is this module with
+``--quickstart``: the same two calls ``pgq run`` makes. pgqueuer 1.x runs ``async def``
+entrypoints only (a plain function is refused: "Sync entrypoints are no longer supported").
 """
 
 from __future__ import annotations
@@ -28,13 +34,15 @@ import asyncpg
 import pgqueuer
 import uvloop
 from pgqueuer import PgQueuer as PgQueuerApp
+from pgqueuer.adapters.cli.cli import asyncio_run
+from pgqueuer.core.logconfig import LogLevel, setup_fancy_logger
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.models import Job
 from pgqueuer.queries import Queries
 
 from bench.env import PYTHON
 from bench.ledger import mark
-from bench.peers.base import AsyncBridge, Kind, System, Workload
+from bench.peers.base import AsyncBridge, Handler, Kind, System, Workload
 
 BATCH = 100
 
@@ -72,6 +80,7 @@ class PgQueuer(System):
     uses = ("postgresql",)
     durable = "PostgreSQL (pgqueuer row; outcome in pgqueuer_log, written in batches)"
     records_finish = True
+    handlers = {"async": "noop"}
 
     def setup(self) -> None:
         assert self.servers.pg_url
@@ -92,6 +101,16 @@ class PgQueuer(System):
         argv = [PYTHON, "-m", "bench.peers.pgqueuer_bench", "--batch-size", str(BATCH)]
         return [argv, argv]
 
+    def quickstart(self, handler: Handler) -> list[list[str]]:
+        argv = [PYTHON, "-m", "bench.peers.pgqueuer_bench", "--quickstart"]
+        return [argv, argv]
+
+    def quickstart_config(self, handler: Handler) -> str:
+        return (
+            "2 x pgq run bench.peers.pgqueuer_bench:main (as bench.peers.pgqueuer_bench "
+            "--quickstart: pgq run 1.6.0 exits at start under typer 0.29)"
+        )
+
     def drained(self, n: int) -> float | None:
         # Workers buffer outcomes (100 at a time or every ~0.1 s) and write them with the
         # DELETE of the job rows: a job is finished once its "successful" log row exists.
@@ -107,8 +126,18 @@ class PgQueuer(System):
         self.bridge.close()
 
 
+def run_quickstart() -> None:
+    """What ``pgq run bench.peers.pgqueuer_bench:main`` does with every option at its default."""
+    setup_fancy_logger(LogLevel.INFO)
+    asyncio_run(pgqueuer.run(main))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="A pgqueuer worker, as `pgq run ...:main`.")
     parser.add_argument("--batch-size", type=int, default=BATCH)
+    parser.add_argument("--quickstart", action="store_true", help="pgq run's defaults")
     args = parser.parse_args()
-    uvloop.run(pgqueuer.run(main, batch_size=args.batch_size))
+    if args.quickstart:
+        run_quickstart()
+    else:
+        uvloop.run(pgqueuer.run(main, batch_size=args.batch_size))

@@ -8,6 +8,11 @@ time, so concurrency only overlaps running and finishing jobs with the next fetc
 100 measured alike, 100 never worse; a larger psycopg pool (8 instead of the default 4) and
 ``--delete-jobs=never`` did not help either. Harness: ``Task.batch_defer`` in chunks of 1000 for
 bulk, ``Task.defer`` (the sync connector, over a thread-safe psycopg ConnectionPool) for one job.
+
+Quick-start (the defaults workload): ``procrastinate --app=bench.peers.procrastinate_bench.app
+worker``, twice (one process each): the default concurrency of 1, finished jobs kept, the
+default log level. procrastinate runs ``async def`` tasks on its loop and plain ``def`` tasks
+in a thread.
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ import asyncio
 import contextlib
 import os
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from procrastinate import App, PsycopgConnector
+from procrastinate.tasks import Task
 from procrastinate.types import JSONDict
 
 from bench.env import PYTHON
 from bench.ledger import mark
-from bench.peers.base import Kind, System, Workload
+from bench.peers.base import Handler, Kind, System, Workload, script
 
 CONCURRENCY = 100
 
@@ -36,6 +42,11 @@ async def noop(t_enq: float = 0.0) -> None:
     mark(t_enq, time.time())
 
 
+@app.task(name="noop_sync")
+def noop_sync(t_enq: float = 0.0) -> None:
+    mark(t_enq, time.time())
+
+
 @app.task(name="sleep")
 async def sleep(t_enq: float = 0.0) -> None:
     started = time.time()
@@ -43,7 +54,7 @@ async def sleep(t_enq: float = 0.0) -> None:
     mark(t_enq, started)
 
 
-TASKS = {"noop": noop, "sleep": sleep}
+TASKS: dict[str, Task[..., Any, ...]] = {"noop": noop, "sleep": sleep, "noop_sync": noop_sync}
 
 
 class Procrastinate(System):
@@ -52,6 +63,7 @@ class Procrastinate(System):
     packages = ("procrastinate", "psycopg", "psycopg-pool")
     uses = ("postgresql",)
     durable = "PostgreSQL (procrastinate_jobs row, deleted when finished)"
+    handlers = {"sync": "noop_sync", "async": "noop"}
 
     def setup(self) -> None:
         assert self.servers.pg_url
@@ -76,6 +88,10 @@ class Procrastinate(System):
             "--log-level=warning", "worker", f"--concurrency={CONCURRENCY}",
             "--delete-jobs=always",
         ]
+        return [argv, argv]
+
+    def quickstart(self, handler: Handler) -> list[list[str]]:
+        argv = [script("procrastinate"), "--app=bench.peers.procrastinate_bench.app", "worker"]
         return [argv, argv]
 
     def close(self) -> None:

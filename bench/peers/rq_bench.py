@@ -4,6 +4,13 @@ Two worker processes (RQ runs one job at a time per process: one per core), star
 module as a worker script that imports the job module before the work loop: RQ's documented
 pattern for fast workers ("Performance notes"), so a forked work horse does not import the
 jobs again for every job.
+
+Quick-start (the defaults workload): ``rq worker bench`` as its docs start a worker, twice (RQ
+runs one job at a time per process: "simply start more workers"), with the Redis URL in
+``RQ_REDIS_URL``. Each forked work horse imports this module afresh for every job, as it
+would a user's job module: so it imports nothing heavy at module level (``bench.env`` would
+add psycopg and psutil, about 0.1 s a job). RQ runs an ``async def`` job too, on a new event
+loop per job (``Job._execute``, since rq/rq#1405).
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ from typing import ClassVar
 
 from redis import Redis
 
-from bench.env import PYTHON
 from bench.ledger import mark
-from bench.peers.base import Kind, System, Workload
+from bench.peers.base import Handler, Kind, System, Workload, script
 
 
 def noop(t_enq: float = 0.0) -> None:
+    mark(t_enq, time.time())
+
+
+async def noop_async(t_enq: float = 0.0) -> None:
     mark(t_enq, time.time())
 
 
@@ -30,7 +40,7 @@ def sleep(t_enq: float = 0.0) -> None:
     mark(t_enq, started)
 
 
-FUNCS = {"noop": noop, "sleep": sleep}
+FUNCS = {"noop": noop, "sleep": sleep, "noop_async": noop_async}
 
 
 class RQSimple(System):
@@ -59,7 +69,7 @@ class RQSimple(System):
         self.queue.enqueue(FUNCS[kind], t_enq)
 
     def workers(self, workload: Workload) -> list[list[str]]:
-        argv = [PYTHON, "-m", "bench.peers.rq_bench", self.worker_class]
+        argv = [sys.executable, "-m", "bench.peers.rq_bench", self.worker_class]
         return [argv, argv]
 
     def config(self, workload: Workload) -> str:
@@ -73,6 +83,14 @@ class RQFork(RQSimple):
     name = "rq"
     label = "RQ Worker (fork per job)"
     worker_class = "rq.worker.Worker"
+    handlers = {"sync": "noop", "async": "noop_async"}
+
+    def quickstart(self, handler: Handler) -> list[list[str]]:
+        argv = [script("rq"), "worker", "bench"]
+        return [argv, argv]
+
+    def quickstart_env(self) -> dict[str, str]:
+        return {"RQ_REDIS_URL": self.servers.redis_url}
 
 
 def run_worker(worker_class: str) -> None:

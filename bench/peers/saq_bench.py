@@ -8,6 +8,11 @@ and connections only cost CPU, and W3 twice as fast as the default 10); jobs enq
 ``ttl=-1``, SAQ's documented way not to keep a finished job (its key is deleted on finish
 instead of stored for 600 s; the harness reads the ledger, never a result); logging at
 WARNING, the CLI's default; the default upkeep ``timers`` (none is on the dequeue path).
+
+Quick-start (the defaults workload): ``saq bench.peers.saq_bench.quickstart_settings --workers
+2``, settings naming only the queue and the functions (the default ``concurrency`` of 10), jobs
+enqueued with the default ``ttl`` (a finished job kept 600 s). SAQ runs a plain function on a
+thread pool ("even if they are not [async]", its README), so both kinds.
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ from saq.types import Context, SettingsDict
 
 from bench.env import PYTHON
 from bench.ledger import mark
-from bench.peers.base import AsyncBridge, Kind, System, Workload
+from bench.peers.base import AsyncBridge, Handler, Kind, System, Workload, script
 
 TTL = -1  # delete a job's key when it finishes
 
 
 async def noop(ctx: Context, *, t_enq: float = 0.0) -> None:
+    mark(t_enq, time.time())
+
+
+def noop_sync(ctx: Context, *, t_enq: float = 0.0) -> None:
     mark(t_enq, time.time())
 
 
@@ -47,11 +56,17 @@ def settings() -> SettingsDict[Context]:
     }
 
 
+def quickstart_settings() -> SettingsDict[Context]:
+    """``saq bench.peers.saq_bench.quickstart_settings``: the queue and functions, no more."""
+    return {"queue": Queue.from_url(os.environ["BENCH_REDIS"]), "functions": [noop, noop_sync]}
+
+
 class Saq(System):
     name: ClassVar[str] = "saq"
     label: ClassVar[str] = "SAQ"
     packages = ("saq", "redis")
     durable = "Redis"
+    handlers = {"sync": "noop_sync", "async": "noop"}
 
     def setup(self) -> None:
         self.bridge = AsyncBridge()
@@ -59,12 +74,18 @@ class Saq(System):
         self.bridge.run(self.queue.connect())
 
     def enqueue_bulk(self, kind: Kind, n: int) -> None:
+        self._enqueue_many(kind, n, ttl=TTL)
+
+    def enqueue_quickstart(self, handler: Handler, n: int) -> None:
+        self._enqueue_many(self.handlers[handler], n)  # Queue.enqueue's default options
+
+    def _enqueue_many(self, kind: Kind, n: int, **options: int) -> None:
         # SAQ has no fire-and-forget bulk enqueue (Queue.map waits for the results): run
         # enqueue concurrently, 1000 at a time; the queue itself keeps at most 20 in flight
         # (max_concurrent_ops, left at its default: 50 or 100 was no faster).
         async def chunk(size: int) -> None:
             await asyncio.gather(
-                *(self.queue.enqueue(kind, t_enq=0.0, ttl=TTL) for _ in range(size))
+                *(self.queue.enqueue(kind, t_enq=0.0, **options) for _ in range(size))
             )
 
         for start in range(0, n, 1000):
@@ -75,6 +96,10 @@ class Saq(System):
 
     def workers(self, workload: Workload) -> list[list[str]]:
         return [[PYTHON, "-m", "saq", "bench.peers.saq_bench.settings", "--workers", "2"]]
+
+    def quickstart(self, handler: Handler) -> list[list[str]]:
+        argv = [script("saq"), "bench.peers.saq_bench.quickstart_settings", "--workers", "2"]
+        return [argv]
 
     def close(self) -> None:
         self.bridge.run(self.queue.disconnect())
