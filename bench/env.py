@@ -174,3 +174,37 @@ def wait_until(cond: Callable[[], bool], timeout: float, check: Callable[[], Non
 
 
 PYTHON = sys.executable
+
+
+class Machine:
+    """What else the machine did while one measurement ran, for explaining a figure that does
+    not reproduce: the load before it, the share of both cores busy during it (everything,
+    the system under test included), time stolen by the hypervisor, and the harness's own
+    CPU (it enqueues and reads the ledger)."""
+
+    def __init__(self) -> None:
+        self.load_before = os.getloadavg()[0]
+        self._cpu = psutil.cpu_times()
+        self._own = psutil.Process().cpu_times()
+        self._wall = time.monotonic()
+
+    def summary(self) -> dict[str, float]:
+        cpu, own = psutil.cpu_times(), psutil.Process().cpu_times()
+        total = sum(cpu) - sum(self._cpu)
+        idle = (cpu.idle + getattr(cpu, "iowait", 0.0)) - (
+            self._cpu.idle + getattr(self._cpu, "iowait", 0.0)
+        )
+        steal = getattr(cpu, "steal", 0.0) - getattr(self._cpu, "steal", 0.0)
+        wall = time.monotonic() - self._wall
+        return {
+            "load_before": round(self.load_before, 2),
+            "busy_share": round(1 - idle / total, 3) if total > 0 else 0.0,
+            "steal_share": round(steal / total, 4) if total > 0 else 0.0,
+            "harness_cpu_share": round(
+                ((own.user + own.system) - (self._own.user + self._own.system))
+                / (wall * (psutil.cpu_count() or 1)),
+                3,
+            )
+            if wall > 0
+            else 0.0,
+        }

@@ -175,10 +175,14 @@ def _latency(rate: int, rows: Lines, order: list[str], label: dict[str, str]) ->
            f"{rows[0]['seconds']} s (open loop, 4 enqueuing threads). Milliseconds from just "
            "before the enqueue call to the handler's start and end (median of the runs' "
            "percentiles). *lag growth*: median start delay of the last tenth of the jobs minus "
-           "the first tenth — a growing backlog shows here.\n",
+           "the first tenth — a growing backlog shows here. *enqueue call*: how long the "
+           "enqueue call itself took (part of every start). *machine busy*: the share of both "
+           "cores busy during the run, everything included, and the load average before it — "
+           "what explains a figure that does not reproduce.\n",
            "| system | start p50 | start p95 | start p99 | finish p50 | finish p99 | lag growth "
-           "ms | enqueued/s | completed | idle worker RSS MiB |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "ms | enqueue call p50 / p99 | enqueued/s | completed | idle worker RSS MiB "
+           "| machine busy (load before) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     expected = int(rate * rows[0]["seconds"])
     for name, rs in _by_system(rows, order):
         ok = [r for r in rs if "error" not in r]
@@ -187,11 +191,24 @@ def _latency(rate: int, rows: Lines, order: list[str], label: dict[str, str]) ->
             f"| {label[name]} | {_cell(ok, 'start_ms_p50', 1, False)} "
             f"| {_cell(ok, 'start_ms_p95', 1, False)} | {_cell(ok, 'start_ms_p99', 1, False)} "
             f"| {_cell(ok, 'finish_ms_p50', 1, False)} | {_cell(ok, 'finish_ms_p99', 1, False)} "
-            f"| {_cell(ok, 'lag_growth_ms', 1, False)} | {_cell(ok, 'enqueue_rate', 0, False)} "
+            f"| {_cell(ok, 'lag_growth_ms', 1, False)} "
+            f"| {_cell(ok, 'enqueue_call_ms_p50', 1, False)} / "
+            f"{_cell(ok, 'enqueue_call_ms_p99', 1, False)} "
+            f"| {_cell(ok, 'enqueue_rate', 0, False)} "
             f"| {_fmt(done[0]) if done else '–'} / {expected:,} "
-            f"| {_cell(ok, 'idle_rss_mb', 0, False)} |"
+            f"| {_cell(ok, 'idle_rss_mb', 0, False)} | {_busy(ok)} |"
         )
     return "\n".join(out) + "\n"
+
+
+def _busy(rows: Lines) -> str:
+    """The machine's median busy share during these runs, and the load before them."""
+    seen = [r["machine"] for r in rows if isinstance(r.get("machine"), dict)]
+    if not seen:
+        return "–"
+    busy = statistics.median(m["busy_share"] for m in seen)
+    load = statistics.median(m["load_before"] for m in seen)
+    return f"{busy:.0%} ({load:.1f})"
 
 
 FLOOR_LABEL = {

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.env import Processes, Servers, wait_until, worker_env
+from bench.env import Machine, Processes, Servers, wait_until, worker_env
 from bench.ledger import Ledger
 from bench.peers.base import Handler, Kind, System, Workload
 
@@ -82,7 +82,9 @@ def measure(system_cls: type[System], workload: str, tmp: Path, **params: Any) -
         env = worker_env(servers, ledger.path) | own
         procs = Processes(env, tmp / f"{system.name}.log")
         bench = Bench(system, servers, ledger, procs)
+        machine = Machine()
         result = WORKLOADS[workload](bench, **params)
+        result["machine"] = machine.summary()
     finally:
         if procs is not None:
             procs.stop()
@@ -184,9 +186,8 @@ def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[s
             delay = t0 + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            futures.append(pool.submit(lambda: system.enqueue_one("noop", time.time())))
-        for f in futures:
-            f.result()
+            futures.append(pool.submit(_timed_enqueue, system))
+        calls = [f.result() for f in futures]  # how long each enqueue call took, ms
         enqueue_s = time.perf_counter() - t0
     # A system that fell behind gets 15 s more, then is reported with what it finished.
     done = bench.wait_for(total, 15)
@@ -204,6 +205,8 @@ def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[s
         "idle_rss_total_mb": idle_rss_total,
         **percentiles("start_ms", starts),
         **percentiles("finish_ms", ends),
+        # Part of every start: the enqueue call itself (the client's work and its round trips).
+        **percentiles("enqueue_call_ms", calls),
         # A backlog shows as later jobs waiting longer than early ones.
         "lag_growth_ms": round(
             statistics.median(starts[-tenth:]) - statistics.median(starts[:tenth]), 2
@@ -211,6 +214,13 @@ def latency(bench: Bench, rate: int, seconds: float, threads: int = 4) -> dict[s
         if starts
         else None,
     }
+
+
+def _timed_enqueue(system: System) -> float:
+    """Enqueue one no-op stamped with the time now; how long the call took, in ms."""
+    t_enq = time.time()
+    system.enqueue_one("noop", t_enq)
+    return (time.time() - t_enq) * 1000
 
 
 def percentiles(prefix: str, values: list[float]) -> dict[str, float | None]:
