@@ -176,6 +176,18 @@ def wait_until(cond: Callable[[], bool], timeout: float, check: Callable[[], Non
 PYTHON = sys.executable
 
 
+def cpu_probe_us() -> float:
+    """Microseconds one core takes for ``sum(range(1000))`` (best of 200): how fast this
+    machine runs Python, so figures from different machines can be told apart (2-3x apart
+    among the machines this suite has run on)."""
+    best = float("inf")
+    for _ in range(200):
+        started = time.perf_counter()
+        sum(range(1000))
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1e6, 2)
+
+
 class Machine:
     """What else the machine did while one measurement ran, for explaining a figure that does
     not reproduce: the load before it, the share of both cores busy during it (everything,
@@ -184,6 +196,7 @@ class Machine:
 
     def __init__(self) -> None:
         self.load_before = os.getloadavg()[0]
+        self.speed_us = cpu_probe_us()
         self._cpu = psutil.cpu_times()
         self._own = psutil.Process().cpu_times()
         self._wall = time.monotonic()
@@ -198,6 +211,7 @@ class Machine:
         wall = time.monotonic() - self._wall
         return {
             "load_before": round(self.load_before, 2),
+            "cpu_probe_us": self.speed_us,
             "busy_share": round(1 - idle / total, 3) if total > 0 else 0.0,
             "steal_share": round(steal / total, 4) if total > 0 else 0.0,
             "harness_cpu_share": round(

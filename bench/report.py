@@ -26,22 +26,32 @@ INTRO = ROOT / "bench" / "INTRO.md"
 FINDINGS = ROOT / "bench" / "FINDINGS.md"
 
 
-def write_report(results: Path, out: Path, findings: bool = True) -> None:
+def write_report(
+    results: Path, out: Path, findings: bool = True, defaults: Path | None = None
+) -> None:
     """The report from ``results``; ``findings`` adds bench/FINDINGS.md, the hand-written
-    reading of the published run (not of a smoke run)."""
-    lines = [json.loads(raw) for raw in results.read_text().splitlines() if raw.strip()]
+    reading of the published run (not of a smoke run). ``defaults``: a run of its own for the
+    defaults tables (with the W1 rows of that run it is compared with), when the published
+    run has none or is older."""
+    lines = _read(results)
     assets = out.parent / "benchmarks"
     assets.mkdir(parents=True, exist_ok=True)
     if results.resolve() != (assets / "results.jsonl").resolve():
         shutil.copyfile(results, assets / "results.jsonl")
+    defaults_lines = lines
+    if defaults is not None:
+        defaults_lines = _read(defaults)
+        if defaults.resolve() != (assets / "defaults.jsonl").resolve():
+            shutil.copyfile(defaults, assets / "defaults.jsonl")
     systems = available()
-    order = [name for name in systems if any(line["system"] == name for line in lines)]
+    order = [name for name in systems
+             if any(line["system"] == name for line in lines + defaults_lines)]
     label = {name: systems[name].label for name in order}
     parts = [INTRO.read_text().rstrip() + "\n", _machine(), _versions(order, systems)]
-    parts.append(_targets(lines))
+    parts.append(_targets(lines, defaults_lines))
     if findings and FINDINGS.exists():
         parts.append(FINDINGS.read_text().rstrip() + "\n")
-    parts.append(_defaults(lines, order, label))
+    parts.append(_defaults(defaults_lines, order, label, separate=defaults is not None))
     for jobs in sorted({line["jobs"] for line in lines if line["workload"] == "w1"}):
         rows = [x for x in lines if x["workload"] == "w1" and x["jobs"] == jobs]
         parts.append(_throughput(f"W1 — throughput, {jobs:,} no-op jobs", rows, order, label))
@@ -132,10 +142,23 @@ def _throughput(title: str, rows: Lines, order: list[str], label: dict[str, str]
 HANDLER = {"sync": "`def`", "async": "`async def`"}
 
 
-def _defaults(lines: Lines, order: list[str], label: dict[str, str]) -> str:
+def _read(path: Path) -> Lines:
+    return [json.loads(raw) for raw in path.read_text().splitlines() if raw.strip()]
+
+
+def _defaults(lines: Lines, order: list[str], label: dict[str, str], separate: bool) -> str:
     """Defaults: each system as its quick-start runs it, a table per backlog size, rows
     system x handler kind, beside the same system's tuned W1 rate from launch."""
     out = []
+    if separate and lines:
+        probes = [x["machine"]["cpu_probe_us"] for x in lines
+                  if isinstance(x.get("machine"), dict) and "cpu_probe_us" in x["machine"]]
+        when = time.strftime("%Y-%m-%d", time.gmtime(max(x.get("at", 0) for x in lines)))
+        speed = (f"; `sum(range(1000))` took {statistics.median(probes):.1f} µs there "
+                 "(`cpu_probe_us`; a lower figure is a faster machine)" if probes else "")
+        out += [f"*The defaults tables come from a run of their own ({when}, "
+                f"`docs/benchmarks/defaults.jsonl`), with the W1 runs of that same run as the "
+                f"tuned reference{speed}.*\n"]
     for jobs in sorted({x["jobs"] for x in lines if x["workload"] == "defaults"}):
         rows = [x for x in lines if x["workload"] == "defaults" and x["jobs"] == jobs]
         tuned = [x for x in lines if x["workload"] == "w1" and x["jobs"] == jobs]
@@ -314,7 +337,54 @@ def _w6(rows: Lines, lines: Lines, order: list[str], label: dict[str, str]) -> s
     return "\n".join(out) + "\n"
 
 
-def _targets(lines: Lines) -> str:
+def _default_targets(lines: Lines) -> list[str]:
+    """Issue 18's targets, from the defaults run (its own W1 rows are the tuned reference)."""
+    def med(workload: str, system: str, key: str, **match: Any) -> float | None:
+        rows = [x for x in lines if x["workload"] == workload and x["system"] == system
+                and "error" not in x and all(x.get(k) == v for k, v in match.items())]
+        m = _med(rows, key)
+        return m[0] if m else None
+
+    out = []
+    jobs = 10_000
+    names = {"conveyor": "PostgreSQL + Redis", "conveyor-pg": "PostgreSQL",
+             "conveyor-sqlite": "SQLite"}
+    for system, backend in names.items():
+        tuned = med("w1", system, "per_s", jobs=jobs)
+        for kind in ("sync", "async"):
+            got = med("defaults", system, "per_s", jobs=jobs, kind=kind)
+            if got is None:
+                continue
+            if tuned is not None:
+                out.append(f"| Defaults ({backend}, {HANDLER[kind]}): at least half the tuned "
+                           f"W1 rate | {got:,.0f}/s vs {tuned:,.0f}/s tuned "
+                           f"({got / tuned:.0%}) | {'met' if got >= tuned / 2 else '**missed**'} |")
+            floor = 5_000 if system == "conveyor-sqlite" else 10_000
+            out.append(f"| Defaults ({backend}, {HANDLER[kind]}): at least {floor:,} jobs/s "
+                       f"| {got:,.0f}/s | {'met' if got >= floor else '**missed**'} |")
+    for kind in ("sync", "async"):
+        redis = med("defaults", "conveyor", "per_s", jobs=jobs, kind=kind)
+        db = med("defaults", "conveyor-pg", "per_s", jobs=jobs, kind=kind)
+        if redis is not None and db is not None:
+            out.append(f"| Defaults, {HANDLER[kind]}: Redis dispatch no slower than database "
+                       f"dispatch | {redis:,.0f}/s vs {db:,.0f}/s "
+                       f"| {'met' if redis >= db * 0.95 else '**missed**'} |")
+    for system, backend in names.items():
+        sync = med("defaults", system, "per_s", jobs=jobs, kind="sync")
+        coro = med("defaults", system, "per_s", jobs=jobs, kind="async")
+        if sync and coro:
+            out.append(f"| Defaults ({backend}): a `def` job costs at most twice an `async def` "
+                       f"one | {coro / sync:.2f}× | {'met' if coro / sync <= 2 else '**missed**'} |")
+    starts = [x["startup_s"] for x in lines if x["workload"] == "defaults"
+              and x["system"] in names and x.get("startup_s") is not None]
+    if starts:
+        first = statistics.median(starts)
+        out.append(f"| Defaults: first job within 0.4 s of launch | median {first:.2f} s, "
+                   f"worst {max(starts):.2f} s | {'met' if first <= 0.4 else '**missed**'} |")
+    return out
+
+
+def _targets(lines: Lines, defaults: Lines) -> str:
     def med(workload: str, system: str, key: str, **match: Any) -> float | None:
         rows = [x for x in lines if x["workload"] == workload and x["system"] == system
                 and "error" not in x and all(x.get(k) == v for k, v in match.items())]
@@ -390,6 +460,7 @@ def _targets(lines: Lines) -> str:
     if window is not None:
         check("W5: Redis holds the dispatch window, not the backlog", window <= 10_000,
               f"{window:,.0f} ids in the stream")
+    rows += _default_targets(defaults)
     if not rows:
         return ""
     return "\n".join(["## Targets\n", "| target | measured (medians, same run) | |", "|---|---|---|",
@@ -514,8 +585,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("results", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--defaults", type=Path, help="a run of its own for the defaults tables")
     args = parser.parse_args()
-    write_report(args.results, args.out)
+    write_report(args.results, args.out, defaults=args.defaults)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,46 @@ def test_report_renders_the_defaults_table_before_w1(tmp_path: Path) -> None:
     assert "| Conveyor (PostgreSQL + Redis) | defaults (`def`, `async def`) | " in text
 
 
+def test_report_takes_the_defaults_from_a_run_of_their_own_with_its_targets(
+    tmp_path: Path,
+) -> None:
+    """The published run's W1 is not the reference for defaults measured later on another
+    machine: ``--defaults`` brings a run of its own, whose W1 rows are the reference, and
+    issue 18's targets are judged from it."""
+    published, run = tmp_path / "results.jsonl", tmp_path / "defaults.jsonl"
+    out = tmp_path / "docs" / "benchmarks.md"
+    old_w1 = {"rep": 0, "workload": "w1", "system": "conveyor", "jobs": 10_000, "cap_s": 20,
+              "kind": "noop", "completed": 10_000, "capped": False, "per_s": 30_000,
+              "per_s_from_launch": 10_000, "startup_s": 0.7, "config": "conveyor worker"}  # fmt: skip
+    machine = {"load_before": 0.1, "busy_shares": 0.5, "cpu_probe_us": 23.5}
+    new_w1 = old_w1 | {"per_s": 10_000, "per_s_from_launch": 4_000, "at": 1.8e9}
+    new = [
+        _line("conveyor", "sync", 3_000, per_s=5_200, machine=machine, at=1.8e9),
+        _line("conveyor", "async", 3_000, per_s=5_600, machine=machine, at=1.8e9),
+        _line("conveyor-pg", "sync", 3_000, per_s=5_400, machine=machine, at=1.8e9),
+        _line("conveyor-pg", "async", 3_000, per_s=5_500, machine=machine, at=1.8e9),
+        new_w1,
+    ]
+    published.write_text(json.dumps(old_w1) + "\n")
+    run.write_text("".join(json.dumps(line) + "\n" for line in new))
+    out.parent.mkdir()
+    write_report(published, out, findings=False, defaults=run)
+    text = out.read_text()
+    assert "`docs/benchmarks/defaults.jsonl`" in text and "23.5 µs" in text
+    assert (out.parent / "benchmarks" / "defaults.jsonl").read_text() == run.read_text()
+    assert "| 75% of 4,000 |" in text  # this run's W1 from launch, not the published 10,000
+    targets = text[text.index("## Targets") :]
+    assert (
+        "| Defaults (PostgreSQL + Redis, `def`): at least half the tuned W1 rate "
+        "| 5,200/s vs 10,000/s tuned (52%) | met |" in targets
+    )
+    assert "| Defaults, `def`: Redis dispatch no slower than database dispatch " in targets
+    assert "| 5,200/s vs 5,400/s | met |" in targets  # within 5%
+    assert "| Defaults (PostgreSQL + Redis): a `def` job costs at most twice" in targets
+    assert "| Defaults: first job within 0.4 s of launch | median 0.80 s" in targets
+    assert "**missed**" in targets  # 0.8 s, and 5,200 < 10,000
+
+
 @pytest.mark.timeout(300)
 def test_quick_suite_runs_the_defaults_workload(tmp_path: Path) -> None:
     results, report = tmp_path / "results.jsonl", tmp_path / "benchmarks.md"
