@@ -90,6 +90,8 @@ class DatabaseSource:
                 time.sleep(block_s)
             if woken or self.waker is None:
                 self._empty.clear()  # something was enqueued, or the poll's time is up
+            if woken:  # claim what woke it now, not after a round through the event loop
+                claimed = self.claim(shares, free, 0)
         return claimed
 
     def _claim(self, counts: dict[str, int]) -> list[ClaimedJob]:
