@@ -35,7 +35,6 @@ from conveyor.dispatch.base import Events, Handoff
 from conveyor.store import Inserted, JobStore, NewJob
 from conveyor.store.bulk import DEFAULT_BATCH, MAX_BATCH, Changed
 from conveyor.store.clock import DbClock
-from conveyor.store.transactional import caller_connection, on_commit
 
 log = logging.getLogger("conveyor.client")
 
@@ -130,7 +129,9 @@ class Client:
         conn = connection
         if conn is None:
             inserted = self.jobs.insert(new_jobs)
-        else:
+        else:  # the caller's transaction (SQLAlchemy's ORM is imported only for this)
+            from conveyor.store.transactional import caller_connection
+
             inserted = self.jobs.insert(new_jobs, caller_connection(conn))
         if log.isEnabledFor(logging.DEBUG):  # a line per job an API enqueues: DEBUG
             for job, done in zip(new_jobs, inserted, strict=True):
@@ -143,6 +144,8 @@ class Client:
                 faults.point("after_commit")
                 self.dispatch(ready)
             else:
+                from conveyor.store.transactional import on_commit
+
                 on_commit(conn, lambda: self.dispatch(ready))
         return inserted
 

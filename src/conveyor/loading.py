@@ -5,16 +5,20 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
-from conveyor.app import Conveyor
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
 
 #: Said wherever an app is asked for: the one every installation has.
 DEMO_HINT = " (to try Conveyor, the demo app is conveyor.demo:app)"
 
 
 def load_app(spec: str | None) -> Conveyor:
+    from conveyor.app import Conveyor  # here, not above: the command line imports this first
+
     spec = spec or os.environ.get("CONVEYOR_APP")
     if not spec:
         raise click.UsageError(

@@ -1,4 +1,8 @@
-"""What every command shares: the consoles, ``--app``, one-line errors, the database check."""
+"""What every command shares: the consoles, ``--app``, one-line errors, the database check.
+
+Rich is imported when a command first prints through a console, not before: a worker never
+does (its start is timed, issue 18).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,36 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
-from conveyor.app import Conveyor
 from conveyor.core.errors import ConveyorError
 from conveyor.loading import load_app
-from conveyor.store.probe import check_database
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from conveyor.app import Conveyor
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
-err_console = Console(stderr=True)
+
+
+@functools.cache
+def console() -> Console:
+    """Standard output's console, made on first use."""
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.cache
+def err_console() -> Console:
+    """Standard error's console, made on first use."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
 
 APP_OPTION = click.option(
     "--app", "app_spec", help="module:attribute of your Conveyor app (e.g. conveyor.demo:app)."
@@ -41,7 +61,9 @@ def friendly_errors(fn: F) -> F:
 
 
 def fail(message: str) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    err_console().print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(1)
 
 
@@ -49,14 +71,18 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, default=str, indent=2))
 
 
-def checked(app: Conveyor, *, migrates: bool = False) -> Conveyor:
-    """``app`` once its database answers: one error naming the database (password hidden)
-    when it does not. A command that ``migrates`` may create a SQLite file and its tables;
-    any other needs both to exist already (it never leaves an empty file behind)."""
-    check_database(app.settings.database_url, existing=not migrates, tables=not migrates)
+def checked(app: Conveyor) -> Conveyor:
+    """``app`` once its database answers and has Conveyor's tables: one error naming the
+    database (password hidden) when it does not. It never leaves an empty SQLite file behind
+    (a worker, which may create the file and its tables, calls ``prepare_database``)."""
+    from conveyor.store.probe import check_database
+
+    check_database(app.settings.database_url)
     return app
 
 
 def client_app(app_spec: str | None) -> Conveyor:
     """The app for commands that need no job types (status, jobs, cancel, retry), checked."""
+    from conveyor.app import Conveyor
+
     return checked(load_app(app_spec) if app_spec else Conveyor())

@@ -1,17 +1,17 @@
-"""The job commands: ``enqueue``, ``status``, ``cancel``, ``retry``, ``jobs``."""
+"""The job commands: ``enqueue``, ``status``, ``cancel``, ``retry``, ``jobs``.
+
+Defining them imports click and little else: ``conveyor worker`` loads this module too.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
 
-from conveyor.app import Conveyor
 from conveyor.cli.common import (
     APP_OPTION,
     JSON_OPTION,
@@ -25,9 +25,11 @@ from conveyor.cli.common import (
 from conveyor.core.errors import ConveyorError
 from conveyor.core.ids import is_job_id
 from conveyor.core.states import State
-from conveyor.core.views import JobView
 from conveyor.loading import load_app
-from conveyor.store.workers import alive_since
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.core.views import JobView
 
 
 @click.command()
@@ -70,9 +72,11 @@ def enqueue(
 
 def _warn_if_unserved(app: Conveyor, queue: str) -> None:
     """Say so on stderr when no live worker serves the job's queue (it waits until one does)."""
+    from conveyor.store.workers import alive_since
+
     since = alive_since(app.client.clock.now(), app.settings.heartbeat_seconds)
     if queue not in app.services.workers.serving(since):
-        err_console.print(
+        err_console().print(
             f"[yellow]warning:[/] no live worker serves queue {queue!r}; the job waits until "
             f"one does (conveyor worker --queues {queue})",
             soft_wrap=True,
@@ -80,6 +84,8 @@ def _warn_if_unserved(app: Conveyor, queue: str) -> None:
 
 
 def _follow(app: Conveyor, job_id: str, timeout: float | None) -> JobView:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     deadline = None if timeout is None else time.monotonic() + timeout
     columns = (
         TextColumn("[bold]{task.fields[state]}"),
@@ -88,7 +94,7 @@ def _follow(app: Conveyor, job_id: str, timeout: float | None) -> JobView:
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with Progress(*columns, console=err_console(), transient=True) as bar:
         task = bar.add_task(job_id, total=100, state="queued", detail="")
         while True:
             view = _shown(app, app.client.jobs.get(job_id, with_attempts=False))
@@ -107,6 +113,8 @@ def _shown(app: Conveyor, view: JobView) -> JobView:
 
 
 def _print_view(view: JobView) -> None:
+    from rich.table import Table
+
     table = Table(show_header=False, box=None)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # an id is never cut short
@@ -121,12 +129,12 @@ def _print_view(view: JobView) -> None:
         table.add_row("result", json.dumps(view.result))
     if view.error:
         table.add_row("error", f"{view.error.get('type')}: {view.error.get('message')}")
-    console.print(table)
+    console().print(table)
     for a in view.attempts:
         line = f"  attempt {a.attempt}: {a.outcome}"
         if a.error_type:
             line += f" ({a.error_type}: {a.error_message})"
-        console.print(line, highlight=False)
+        console().print(line, highlight=False)
 
 
 @click.command()
@@ -197,6 +205,8 @@ def jobs(
         items = [_listed(_shown(app, v)) for v in page.items]
         print_json({"items": items, "next_cursor": page.next_cursor})
         return
+    from rich.table import Column, Table
+
     # The id column never wraps and is never cut: the others give way in a narrow terminal.
     table = Table(Column("id", no_wrap=True, min_width=36), "type", "queue", "state",
                   "progress", "created")  # fmt: skip
@@ -204,9 +214,9 @@ def jobs(
         progress = "" if v.progress is None else f"{v.progress:.0f}%"
         created = v.created_at.strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(v.id, v.type, v.queue, v.state.value, progress, created)
-    console.print(table)
+    console().print(table)
     if page.next_cursor:
-        console.print(f"next page: --cursor {page.next_cursor}", soft_wrap=True)
+        console().print(f"next page: --cursor {page.next_cursor}", soft_wrap=True)
 
 
 def _listed(view: JobView) -> dict[str, Any]:

@@ -1,11 +1,15 @@
-"""``conveyor``: run workers, enqueue jobs, inspect and control them."""
+"""``conveyor``: run workers, enqueue jobs, inspect and control them.
+
+This module imports click and little else: each command imports what it runs on, so that
+``conveyor worker`` loads neither the API nor the dashboard (nor Alembic, unless the schema
+needs migrating), and does its imports with the garbage collector held back (``main``).
+"""
 
 from __future__ import annotations
 
-import asyncio
+import gc
 import logging
 import os
-import signal
 import sys
 from typing import Any
 
@@ -15,15 +19,20 @@ from conveyor.cli import jobs
 from conveyor.cli.common import (
     APP_OPTION,
     JSON_OPTION,
-    checked,
     err_console,
     friendly_errors,
     print_json,
 )
 from conveyor.core.errors import ConveyorError
-from conveyor.core.logs import configure_logging, logging_config, resolve_format
-from conveyor.core.settings import Settings, load_settings, parse_queues
 from conveyor.loading import DEMO_HINT, load_app
+
+#: The collector's young-generation threshold while a worker starts (Python's is 700). Its
+#: imports make ~100,000 objects that live as long as the process, and would set off some
+#: 250 collections, each walking the young ones, and a few walking all: about a tenth of the
+#: start. With this threshold there are none; the worker then freezes them out of every pass
+#: and sets its own threshold (``worker.process``: ``prepare_to_fork``, ``run_event_loop``).
+STARTUP_GEN0_THRESHOLD = 200_000
+_USUAL_GEN0_THRESHOLD = gc.get_threshold()[0]
 
 
 @click.group()
@@ -32,17 +41,31 @@ from conveyor.loading import DEMO_HINT, load_app
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
     help="Overrides CONVEYOR_LOG_LEVEL (default INFO).",
 )
-def cli(log_level: str | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, log_level: str | None) -> None:
     """Conveyor: asynchronous jobs with PostgreSQL as the truth."""
     if log_level:  # through the environment: the processes a command starts inherit it
         os.environ["CONVEYOR_LOG_LEVEL"] = log_level.upper()
     _configure_logging()
+    if ctx.invoked_subcommand != "worker":
+        _usual_collector()
+
+
+def _usual_collector() -> None:
+    """The collector's usual threshold back, for every command but the worker (which sets its
+    own once it has started): they are short, or (the API, the scheduler) run as before."""
+    gen0, gen1, gen2 = gc.get_threshold()
+    if gen0 == STARTUP_GEN0_THRESHOLD:
+        gc.set_threshold(_USUAL_GEN0_THRESHOLD, gen1, gen2)
 
 
 def _configure_logging() -> None:
     """The process's logging, from CONVEYOR_LOG_FORMAT and CONVEYOR_LOG_LEVEL. With invalid
     settings it falls back to the defaults: the command that reads them then says, in one
     line, what is wrong (``friendly_errors``), and ``conveyor settings`` still runs."""
+    from conveyor.core.logs import configure_logging, resolve_format
+    from conveyor.core.settings import load_settings
+
     try:
         settings = load_settings()
         chosen, level = settings.log_format, settings.log_level
@@ -54,6 +77,9 @@ def _configure_logging() -> None:
 def _log_config() -> dict[str, Any]:
     """The logging configuration uvicorn applies in each of its processes (the settings are
     valid by now: the command has read them)."""
+    from conveyor.core.logs import logging_config, resolve_format
+    from conveyor.core.settings import load_settings
+
     settings = load_settings()
     chosen = resolve_format(settings.log_format, tty=sys.stderr.isatty())
     return logging_config(chosen, settings.log_level)
@@ -78,6 +104,11 @@ def worker(
     with_scheduler: bool,
 ) -> None:
     """Run jobs."""
+    import asyncio
+    import signal
+
+    from conveyor.core.settings import parse_queues
+    from conveyor.store.probe import prepare_database
     from conveyor.worker.process import (
         build_worker,
         default_queues,
@@ -86,10 +117,11 @@ def worker(
     )
     from conveyor.worker.supervisor import exit_for_restart, exit_now, reexec
 
-    app = checked(load_app(app_spec), migrates=True)
+    app = load_app(app_spec)
+    prepare_database(app.settings.database_url)  # one statement when the schema is current
     weights = parse_queues(queues) if queues else default_queues(app.registry, app.settings)
 
-    def serve(migrate: bool = True, supervised: bool = False) -> None:
+    def serve(supervised: bool = False) -> None:
         replace = exit_for_restart if supervised else reexec
         w = build_worker(
             app,
@@ -97,7 +129,7 @@ def worker(
             concurrency=concurrency,
             strict=strict,
             grace_s=grace,
-            migrate=migrate,
+            migrate=False,
             with_scheduler=with_scheduler,
             on_wedged=replace,
         )
@@ -120,7 +152,7 @@ def worker(
     from conveyor.worker.supervisor import Supervisor
 
     prepare_to_fork(app)
-    sys.exit(Supervisor(lambda: serve(migrate=False, supervised=True), processes).run())
+    sys.exit(Supervisor(lambda: serve(supervised=True), processes).run())
 
 
 @cli.command()
@@ -217,6 +249,7 @@ def db() -> None:
 @friendly_errors
 def db_upgrade(revision: str) -> None:
     """Create or migrate Conveyor's tables."""
+    from conveyor.core.settings import load_settings
     from conveyor.store import make_engine
     from conveyor.store.probe import check_database
     from conveyor.store.schema import current_revision, upgrade
@@ -232,10 +265,12 @@ def db_upgrade(revision: str) -> None:
 @JSON_OPTION
 def show_settings(as_json: bool) -> None:
     """List every setting, its environment variable and current value (secrets hidden)."""
+    from conveyor.core.settings import Settings, load_settings
+
     try:
         current: Settings | None = load_settings()
     except ConveyorError as exc:
-        err_console.print(f"[yellow]{exc.message}[/yellow]", soft_wrap=True)
+        err_console().print(f"[yellow]{exc.message}[/yellow]", soft_wrap=True)
         current = None
     rows: list[tuple[str, object, str | None]] = [
         ("CONVEYOR_APP", os.environ.get("CONVEYOR_APP"), APP_DOC)
@@ -273,4 +308,7 @@ click.version_option(package_name="conveyor", message="conveyor %(version)s")(cl
 
 
 def main() -> None:
+    """The ``conveyor`` command (``python -m conveyor`` too)."""
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(STARTUP_GEN0_THRESHOLD, gen1, gen2)
     cli()

@@ -58,7 +58,7 @@ def list_schedules(app_spec: str | None, as_json: bool = False) -> None:
         outcome = f"{r['outcome']} ({r['job_state'] or '-'})" if r["outcome"] else "-"
         table.add_row(r["name"], r["job_type"], r["spec"], _time(r["next_fire"]),
                       _time(r["last_fire"]), outcome, r["state"])  # fmt: skip
-    console.print(table)
+    console().print(table)
 
 
 def _time(value: object) -> str:

@@ -1,9 +1,12 @@
 """OpenTelemetry spans for enqueues and attempts: optional, and cheap when unused.
 
-The ``opentelemetry-api`` package is imported once, here (the ``otel`` extra; FastAPI
-brings it too). Without it every hook is a no-op. With it but no tracer provider configured
-(the API's default proxy), a hook costs a check of the global provider and of the current
-span, and no span is made.
+The ``opentelemetry-api`` package is imported only here (the ``otel`` extra; FastAPI
+brings it too), and only once the process uses it: once something else imported it (the
+application that sets a tracer provider, its instrumentation, FastAPI) or a provider is named
+in ``OTEL_PYTHON_TRACER_PROVIDER``. Before that no provider can be configured and no span be
+current, so every hook is a no-op, and a worker's start does not pay the API's import. With
+the API in use but no tracer provider configured (its default proxy), a hook costs a check of
+the global provider and of the current span, and no span is made.
 
 The spans follow OpenTelemetry's messaging conventions:
 
@@ -23,19 +26,22 @@ No I/O of its own: spans go to whatever processor and exporter the application c
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-try:
-    from opentelemetry import context as otel_context
-    from opentelemetry import trace
+if TYPE_CHECKING:
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    AVAILABLE = True
-except ImportError:  # the otel extra is not installed: every hook below is a no-op
-    AVAILABLE = False
+#: The module whose presence says OpenTelemetry is in use in this process (see ``in_use``).
+_API = "opentelemetry.trace"
+if os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):  # a provider the API loads on first use
+    with contextlib.suppress(ImportError):  # the otel extra is not installed: all no-ops
+        import opentelemetry.trace  # noqa: F401
 
 #: The keys of the W3C trace context in a job's ``meta``.
 TRACE_KEYS = ("traceparent", "tracestate")
@@ -88,32 +94,45 @@ class ClaimedLike(Protocol):
     def meta(self) -> dict[str, Any] | None: ...
 
 
-if AVAILABLE:
-    _W3C = TraceContextTextMapPropagator()
-    _UNCONFIGURED = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 #: The last provider seen and its tracer (not the API's proxy tracer, which keeps the first
 #: provider's tracer for good).
 _cached: tuple[Any, Any] = (None, None)
 
 
+def in_use() -> bool:
+    """Whether this process uses OpenTelemetry: its API has been imported (by anyone)."""
+    return _API in sys.modules
+
+
 #: A provider named by the environment, which the API loads when first asked for one.
-_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_FROM_ENV = bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
 
 
 def recording() -> bool:
-    """Whether spans are made: the API is installed and the application set a provider.
+    """Whether spans are made: the API is in use and the application set a provider.
 
     Asked once per attempt: when no provider was ever set (the API's global is still None)
     it answers without ``get_tracer_provider``, which reads the environment at every call."""
-    if not AVAILABLE:
+    if not in_use():
         return False
+    trace: Any = sys.modules[_API]
     if getattr(trace, "_TRACER_PROVIDER", True) is None and not _FROM_ENV:
         return False
-    return not isinstance(trace.get_tracer_provider(), _UNCONFIGURED)
+    unconfigured = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+    return not isinstance(trace.get_tracer_provider(), unconfigured)
+
+
+@functools.cache
+def _w3c() -> TraceContextTextMapPropagator:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
 
 
 def _tracer() -> Any:
     """The tracer of the configured provider (call only when ``recording()``)."""
+    from opentelemetry import trace
+
     global _cached
     provider = trace.get_tracer_provider()
     if _cached[0] is not provider:
@@ -171,9 +190,11 @@ def enqueue_span(jobs: Sequence[NewJobLike] = ()) -> AbstractContextManager[Enqu
     Without a configured provider no span is made, but a current valid span (a context
     propagated from elsewhere) is still carried to the jobs.
     """
-    if not AVAILABLE:
+    if not in_use():
         return _NO_SPAN
     if not recording():
+        from opentelemetry import trace
+
         carrier = _carrier(trace.get_current_span())
         return _NO_SPAN if carrier is None else nullcontext(Enqueue(carrier))
     return _sending(jobs)
@@ -181,6 +202,8 @@ def enqueue_span(jobs: Sequence[NewJobLike] = ()) -> AbstractContextManager[Enqu
 
 @contextmanager
 def _sending(jobs: Sequence[NewJobLike]) -> Iterator[Enqueue]:
+    from opentelemetry import trace
+
     attributes = {MESSAGING_SYSTEM: SYSTEM, OPERATION_TYPE: "send", OPERATION_NAME: "send"}
     with _tracer().start_as_current_span(
         "send", kind=trace.SpanKind.PRODUCER, attributes=attributes
@@ -198,10 +221,12 @@ def with_trace(meta: Mapping[str, Any] | None, carrier: Mapping[str, str]) -> di
 
 def _carrier(span: Any) -> dict[str, str] | None:
     """The W3C trace context of ``span``; None when it has no valid context to carry."""
+    from opentelemetry import trace
+
     if not span.get_span_context().is_valid:
         return None
     carrier: dict[str, str] = {}
-    _W3C.inject(carrier, context=trace.set_span_in_context(span))
+    _w3c().inject(carrier, context=trace.set_span_in_context(span))
     return carrier
 
 
@@ -224,6 +249,9 @@ def attempt_started(job: ClaimedLike, worker_id: str) -> Attempt | None:
     no provider is configured."""
     if not recording():
         return None
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+
     created = _created(job.meta)
     created_span = trace.get_current_span(created) if created is not None else None
     links = (
@@ -258,6 +286,9 @@ def attempt_ended(
     """End an attempt's span with how it ended and the state it left the job in."""
     if started is None:
         return
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+
     span = started.span
     attributes: dict[str, Any] = {OUTCOME: outcome}
     if state is not None:
@@ -275,5 +306,7 @@ def _created(meta: Mapping[str, Any] | None) -> Any:
     """The enqueue's context carried in ``meta``, or None."""
     if not meta or "traceparent" not in meta:
         return None
+    from opentelemetry import context as otel_context
+
     carrier = {k: str(meta[k]) for k in TRACE_KEYS if k in meta}
-    return _W3C.extract(carrier, context=otel_context.Context())
+    return _w3c().extract(carrier, context=otel_context.Context())

@@ -108,6 +108,10 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_begin(conn: Any) -> None:
         # Every transaction takes the write lock up front: read-then-write transactions
         # cannot lose updates, and busy_timeout applies instead of SQLITE_BUSY mid-way.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A connection in AUTOCOMMIT runs each statement on its own (a lone read, such as
+        # the schema's revision, then waits for no writer); NullPool ends that mode with
+        # the checkout.
+        if conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from conveyor.core.errors import ConfigurationError, DatabaseUnavailable
 from conveyor.store.engine import make_engine, normalize_url
+from conveyor.store.schema import current_revision, migrate
 
 #: A table every revision has: its absence means `conveyor db upgrade` never ran here.
 MARKER_TABLE = "conveyor_jobs"
@@ -69,6 +70,27 @@ def check_database(url: str, *, existing: bool = True, tables: bool = True) -> s
         raise ConfigurationError(
             f"Conveyor's tables are missing in {shown}; run `conveyor db upgrade`"
         )
+    return shown
+
+
+def prepare_database(url: str) -> str:
+    """``check_database`` for a command that migrates (a worker), its schema then brought to
+    head: one connection and one statement when it is current already, Alembic only when it
+    is missing or behind. A schema ahead of this Conveyor is a ConfigurationError naming the
+    database. Returns the database as shown."""
+    shown = shown_url(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        try:
+            current = current_revision(engine)
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(f"cannot reach the database {shown}: {_reason(exc)}") from exc
+        try:
+            migrate(engine, current)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{shown}: {exc.message}") from None
+    finally:
+        engine.dispose()
     return shown
 
 

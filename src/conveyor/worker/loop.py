@@ -231,8 +231,8 @@ class Worker:
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 continue
             for job in claimed:
-                if self._free() <= 0:
-                    self.ahead.hold(job)
+                if self._free() <= 0 or self._stopping.is_set():
+                    self.ahead.hold(job)  # a stop asked during the claim: handed back unstarted
                     continue
                 if free <= 0:  # a slot freed during the claim: it starts now, not at the claim
                     job.started_at = self.clock.now()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from conveyor.store.schema import VERSION_TABLE
 from conveyor.store.tables import metadata
 
 connection = context.config.attributes.get("connection")
@@ -13,7 +14,7 @@ if connection is None:  # pragma: no cover - always called through conveyor.stor
 context.configure(
     connection=connection,
     target_metadata=metadata,
-    version_table="conveyor_alembic_version",
+    version_table=VERSION_TABLE,
     render_as_batch=connection.dialect.name == "sqlite",
 )
 with context.begin_transaction():
