@@ -21,6 +21,10 @@ class Wakeup(Protocol):
         """How long an idle wait may last while this is up (None: the usual poll)."""
         ...
 
+    #: This worker's queues named by the notices read since the source last looked (the
+    #: source clears it): they are claimed at once, resting or not.
+    named: set[str]
+
     def listen(self) -> None: ...
 
     def wait(self, timeout_s: float) -> bool: ...
@@ -73,6 +77,9 @@ class DatabaseSource:
     def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
         if self.waker is not None:
             self.waker.listen()
+            for queue in self.waker.named:  # something was enqueued there: no rest
+                self._empty.pop(queue, None)
+            self.waker.named.clear()
         now = self.clock()
         resting = {q for q, at in self._empty.items() if now - at < EMPTY_REST_S}
         counts = _without(shares.allocate(free), resting, shares.fallback_order())
@@ -88,9 +95,15 @@ class DatabaseSource:
                 woken = self.waker.wait(self.waker.idle_s or block_s)
             else:
                 time.sleep(block_s)
-            if woken or self.waker is None:
-                self._empty.clear()  # something was enqueued, or the poll's time is up
-            if woken:  # claim what woke it now, not after a round through the event loop
+            if self.waker is None:
+                self._empty.clear()  # the poll's time is up
+            if woken:  # claim what woke it now, not after a round through the event loop:
+                # the queues the notices named, one statement, the others resting (a notice
+                # or the poll brings them back)
+                now = self.clock()
+                for queue in shares.weights:
+                    if queue not in self.waker.named:  # type: ignore[union-attr]
+                        self._empty[queue] = now
                 claimed = self.claim(shares, free, 0)
         return claimed
 

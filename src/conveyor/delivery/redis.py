@@ -42,6 +42,7 @@ class RedisSource:
         self._spare: list[Delivery] = []  # fetched beyond free slots, not yet claimed
         self._unseen: dict[str, tuple[Delivery, float]] = {}  # id -> (delivery, first seen)
         self._unacked: list[Delivery] = []  # claimed (or stale) deliveries not yet acknowledged
+        self._caught_up = False  # the last fetch found fewer ids than it asked for
 
     def claim(self, shares: Shares, free: int, block_s: float) -> list[ClaimedJob]:
         self._ack_settled()
@@ -82,11 +83,18 @@ class RedisSource:
             self._unacked = []
 
     def _fetch(self, shares: Shares, need: int, block_s: float) -> list[Delivery]:
+        if self._caught_up and block_s > 0:
+            # Nothing was left last time: one blocking read over every queue, which returns
+            # at once if ids came meanwhile (shares matter only while there is a backlog).
+            got = self.dispatcher.fetch({q: need for q in shares.weights}, block_s)
+            self._caught_up = len(got) < need
+            return got
         got = self.dispatcher.fetch(shares.allocate(need), 0)
         for queue in shares.fallback_order():
             if len(got) >= need:
                 break
             got += self.dispatcher.fetch({queue: need - len(got)}, 0)
+        self._caught_up = len(got) < need
         if not got and block_s > 0:
             got = self.dispatcher.fetch({q: need for q in shares.weights}, block_s)
         return got

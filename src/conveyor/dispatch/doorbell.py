@@ -103,6 +103,8 @@ class DoorbellListener:
     ) -> None:
         self.directory = directory
         self.queues = set(queues)
+        #: This worker's queues named by rings read since the source last looked.
+        self.named: set[str] = set()
         self.clock = clock
         self._sock: socket.socket | None = None
         self._broken = False  # binding failed once: poll, do not try again each time
@@ -115,14 +117,21 @@ class DoorbellListener:
         return BELL_IDLE_S if self._open() is not None else None
 
     def listen(self) -> None:
-        """Drop rings that came while the worker was busy: the claim that follows covers
-        their jobs."""
+        """Read rings that came while the worker was busy: the claim that follows covers
+        their jobs; the queues they named are kept in ``named`` for the source."""
         sock = self._open()
         if sock is None:
             return
         with contextlib.suppress(BlockingIOError, OSError):
-            while sock.recv(MAX_RING_BYTES + 1):
-                pass
+            while message := sock.recv(MAX_RING_BYTES + 1):
+                self._note(message.decode(errors="replace"))
+
+    def _note(self, message: str) -> bool:
+        """Keep the queues a ring names; whether it named any of this worker's."""
+        named = set(message.split("\n"))
+        mine = set(self.queues) if ALL in named else named & self.queues
+        self.named |= mine
+        return bool(mine)
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s``; True when a ring named one of this worker's queues."""
@@ -139,8 +148,7 @@ class DoorbellListener:
                 message = sock.recv(MAX_RING_BYTES + 1).decode(errors="replace")
             except OSError:
                 continue
-            named = set(message.split("\n"))
-            if ALL in named or named & self.queues:
+            if self._note(message):
                 return True
         return False
 

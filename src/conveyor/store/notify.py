@@ -131,6 +131,8 @@ class Waker:
         self.clock = clock
         self._conn: Any = None
         self._down_since: float | None = None
+        #: This worker's queues named by notices read since the source last looked.
+        self.named: set[str] = set()
 
     def listen(self) -> None:
         """LISTEN from now on (connecting if needed): called before each claim, so that a job
@@ -138,13 +140,15 @@ class Waker:
 
         Notices already received are read and dropped: the claim that follows covers their
         jobs. A worker busy for hours would otherwise leave them unread, and PostgreSQL keeps
-        every notice until each listener has read it (its queue fills, then NOTIFY fails)."""
+        every notice until each listener has read it (its queue fills, then NOTIFY fails).
+        The queues they named are kept in ``named`` for the source."""
         conn = self._connection()
         if conn is None:
             return
         try:
-            for _ in conn.notifies(timeout=0):
-                pass
+            for notice in conn.notifies(timeout=0):
+                if notice.payload in self.queues:
+                    self.named.add(notice.payload)
         except Exception as exc:
             self._lost(exc)
 
@@ -159,6 +163,7 @@ class Waker:
             while (left := deadline - self.clock()) > 0:
                 for notice in conn.notifies(timeout=left, stop_after=1):
                     if notice.payload in self.queues:
+                        self.named.add(notice.payload)
                         return True
         except Exception as exc:
             self._lost(exc)
