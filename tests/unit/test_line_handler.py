@@ -167,3 +167,61 @@ def test_a_filter_on_the_handler_sends_lines_through_logging(
         lines.filters.clear()
         lines.write_lines()  # each write looks at the chain again
         assert lines.takes(log)
+
+
+def test_a_jobs_lines_are_the_same_direct_or_as_records(
+    handler: tuple[LineHandler, io.StringIO],
+) -> None:
+    """The fields a job's lines repeat are encoded once per attempt (``JobFields``): its
+    started and ended lines read the same as the records ``logging`` would have made."""
+    from datetime import timedelta
+
+    from conveyor.core.outcome import AttemptOutcome
+    from conveyor.core.registry import Registry
+    from conveyor.core.states import State
+    from conveyor.store import Finish
+
+    lines, stream = handler
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    job = ClaimedJob(
+        id="j1", type="t", queue="q", payload={}, attempt=2, charged=2, max_attempts=3,
+        timeout_s=None, started_at=start,
+    )  # fmt: skip
+    finish = Finish(
+        job_id="j1", attempt=2, state=State.COMPLETED, outcome=AttemptOutcome.COMPLETED,
+        worker_id="w", started_at=start, finished_at=start + timedelta(seconds=0.25),
+    )  # fmt: skip
+
+    def both() -> list[dict[str, object]]:
+        joblog.started(job, "w")
+        joblog.ended(job, finish, Registry())
+        lines.write_lines()
+        found = [json.loads(line) for line in stream.getvalue().splitlines()]
+        stream.seek(0)
+        stream.truncate()
+        for line in found:
+            line.pop("timestamp")
+        return found
+
+    joblog.use_line_handler()
+    with alone():
+        direct = both()
+    heard: list[logging.LogRecord] = []
+
+    class Listener(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record)
+
+    listener = Listener()
+    logging.getLogger("conveyor").addHandler(listener)
+    try:
+        with alone():
+            lines.write_lines()
+            as_records = both()
+    finally:
+        logging.getLogger("conveyor").removeHandler(listener)
+    assert len(heard) == 2  # the second time through logging
+    assert direct == as_records
+    assert [list(line) for line in direct] == [list(line) for line in as_records]
+    assert direct[1]["event"] == "completed" and direct[1]["attempt"] == 2
+    assert direct[1]["message"].endswith("completed in 0.250 s")

@@ -51,6 +51,18 @@ def job_label(fields: Mapping[str, Any]) -> str:
     return JOB_LABEL % (f["job_id"], f["job_type"], f["queue"], f["attempt"], f["worker_id"])
 
 
+class JobFields:
+    """The fields every line about one attempt repeats (``job_fields``), its label, and what
+    a JSON line makes of them — encoded once for all the attempt's lines."""
+
+    __slots__ = ("fields", "label", "json")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self.label = job_label(fields)
+        self.json: str | None = None
+
+
 def log_job(
     logger: logging.Logger,
     level: int,
@@ -97,13 +109,25 @@ class JsonFormatter(logging.Formatter):
             self._second, self._prefix = second, rfc3339(second)[:-4]  # "...T09:15:02."
         return f"{self._prefix}{int((created - second) * 1000):03d}Z"
 
-    def line(self, level: int, logger: str, message: str, fields: Mapping[str, Any]) -> str:
-        """What ``format`` makes of a record of these, without the record (``LineHandler``)."""
+    def line(
+        self,
+        level: int,
+        logger: str,
+        message: str,
+        fields: Mapping[str, Any],
+        job: JobFields | None = None,
+    ) -> str:
+        """What ``format`` makes of a record of these (``job``'s fields first), without the
+        record (``LineHandler``)."""
         head = (
             f'{{"timestamp": "{self._timestamp(time.time())}", '
             f'"level": {_json_text(logging.getLevelName(level))}, "logger": {_json_text(logger)}, '
             f'"message": {_json_text(message)}'
         )
+        if job is not None:
+            if job.json is None:
+                job.json = self._flat(job.fields)[1:-1]
+            head = f"{head}, {job.json}"
         return f"{head}, {self._flat(fields)[1:]}" if fields else head + "}"
 
     def format(self, record: logging.LogRecord) -> str:
@@ -144,8 +168,16 @@ class TextFormatter(logging.Formatter):
         self._second = -1
         self._asctime = ""
 
-    def line(self, level: int, logger: str, message: str, fields: Mapping[str, Any]) -> str:
-        """What ``format`` makes of a record of these, without the record (``LineHandler``)."""
+    def line(
+        self,
+        level: int,
+        logger: str,
+        message: str,
+        fields: Mapping[str, Any],
+        job: JobFields | None = None,
+    ) -> str:
+        """What ``format`` makes of a record of these, without the record (``LineHandler``);
+        a job's fields show in its message already."""
         created = time.time()
         second = int(created)
         if second != self._second:  # formatTime's default, once a second
@@ -197,12 +229,19 @@ class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
             current = current.parent
         return current.handlers == [self] and not current.filters
 
-    def add(self, level: int, logger: str, message: str, fields: Mapping[str, Any]) -> None:
-        """Buffer one line; written at the end of the event loop's turn (at once outside a
-        loop, or when a record is emitted first)."""
+    def add(
+        self,
+        level: int,
+        logger: str,
+        message: str,
+        fields: Mapping[str, Any],
+        job: JobFields | None = None,
+    ) -> None:
+        """Buffer one line (``job``'s fields first, then ``fields``); written at the end of
+        the event loop's turn (at once outside a loop, or when a record is emitted first)."""
         if level < self.level:
             return
-        line = self.formatter.line(level, logger, message, fields)  # type: ignore[union-attr]
+        line = self.formatter.line(level, logger, message, fields, job)  # type: ignore[union-attr]
         if self._lines:
             self._lines.append(line)
             return

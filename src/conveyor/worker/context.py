@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.core.errors import JobCanceled
 from conveyor.core.logs import JobLogger, job_fields
 from conveyor.core.storable import text_problem
+from conveyor.store import ClaimedJob
 
 log = logging.getLogger("conveyor.job")
 
@@ -186,3 +189,13 @@ def _storable(what: str, text: str, limit: int) -> str:
     if len(text) > limit:
         raise ValueError(f"{what} is {len(text)} characters, over the limit of {limit}")
     return text
+
+
+@dataclass
+class Run:
+    """One running attempt in a worker: its job, its ``ctx``, its progress, its task."""
+
+    job: ClaimedJob
+    ctx: Context
+    progress: Progress
+    task: asyncio.Task[None] | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from conveyor.core.logs import LineHandler, job_fields, job_label, line_handler
+from conveyor.core.logs import JobFields, LineHandler, job_fields, line_handler
 from conveyor.core.outcome import ErrorInfo
 from conveyor.core.payloads import text_masker
 from conveyor.core.registry import Registry
@@ -24,6 +24,8 @@ from conveyor.store import ClaimedJob, Finish
 log = logging.getLogger("conveyor.worker")
 #: Where lines go without a record, when ``configure_logging`` set Conveyor's handler up.
 _lines: LineHandler | None = None
+#: Each running attempt's repeated fields, from its started line to its end's (by job id).
+_attempts: dict[str, JobFields] = {}
 
 
 def use_line_handler() -> None:
@@ -32,12 +34,21 @@ def use_line_handler() -> None:
     _lines = line_handler()
 
 
-def _emit(level: int, message: str, fields: dict[str, Any]) -> None:
+def _emit(level: int, message: str, fields: dict[str, Any], job: JobFields) -> None:
     lines = _lines
     if lines is not None and lines.takes(log):
-        lines.add(level, log.name, message, fields)
+        lines.add(level, log.name, message, fields, job)
     else:
-        log.log(level, message, extra=fields)
+        log.log(level, message, extra={**job.fields, **fields})
+
+
+def _job(job: ClaimedJob, worker_id: str, found: JobFields | None = None) -> JobFields:
+    """The attempt's repeated fields: those its started line made, if they match."""
+    if found is not None:
+        f = found.fields
+        if f["attempt"] == job.attempt and f["worker_id"] == worker_id:
+            return found
+    return JobFields(job_fields(job.id, job.type, job.queue, job.attempt, worker_id))
 
 
 #: The level and event name of the line for each state an attempt can leave its job in.
@@ -52,40 +63,36 @@ ENDINGS: dict[State, tuple[int, str]] = {
 
 def started(job: ClaimedJob, worker_id: str) -> None:
     if log.isEnabledFor(logging.INFO):
-        fields = _fields(job, worker_id, "started")
-        _emit(logging.INFO, f"{job_label(fields)} started", fields)
+        fixed = _attempts[job.id] = _job(job, worker_id)
+        _emit(logging.INFO, f"{fixed.label} started", {"event": "started"}, fixed)
 
 
 def ended(job: ClaimedJob, finish: Finish, registry: Registry) -> None:
     """The line for an attempt's end as the worker decided it (its write follows)."""
+    found = _attempts.pop(job.id, None)
     level, event = ENDINGS[finish.state]
     if not log.isEnabledFor(level):
         return
-    fields = _fields(job, finish.worker_id or "", event)
+    fixed = _job(job, finish.worker_id or "", found)
+    fields: dict[str, Any] = {"event": event}
     ran_s = (finish.finished_at - job.started_at).total_seconds()
     fields["duration_s"] = round(ran_s, 6)
     if finish.state is State.RETRYING and finish.run_at is not None:
         fields["delay_s"] = round((finish.run_at - finish.finished_at).total_seconds(), 3)
     if finish.error is not None and finish.state is not State.QUEUED:
         _add_error(fields, finish.error, job, registry)
-    _emit(level, f"{job_label(fields)} {_what(event, fields)}", fields)
+    _emit(level, f"{fixed.label} {_what(event, fields)}", fields, fixed)
 
 
 def lease_lost(job: ClaimedJob, worker_id: str) -> None:
+    fixed = _job(job, worker_id, _attempts.pop(job.id, None))
     if log.isEnabledFor(logging.WARNING):
-        fields = _fields(job, worker_id, "lease_lost")
         log.warning(
             "%s lost its lease: another worker may run it; whoever recovered it records the "
             "attempt",
-            job_label(fields),
-            extra=fields,
+            fixed.label,
+            extra={**fixed.fields, "event": "lease_lost"},
         )
-
-
-def _fields(job: ClaimedJob, worker_id: str, event: str) -> dict[str, Any]:
-    fields = job_fields(job.id, job.type, job.queue, job.attempt, worker_id)
-    fields["event"] = event
-    return fields
 
 
 def _what(event: str, fields: dict[str, Any]) -> str:

@@ -9,7 +9,6 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from conveyor.core import tracing
@@ -23,11 +22,13 @@ from conveyor.scheduler import Scheduler
 from conveyor.services import Services
 from conveyor.store import ClaimedJob, Finish
 from conveyor.worker import joblog
-from conveyor.worker.ahead import HOLD_S, Ahead
-from conveyor.worker.context import Context, Progress
-from conveyor.worker.execute import CANCEL, SHUTDOWN, execute
-from conveyor.worker.health import TICK_S, Health
+from conveyor.worker.ahead import Ahead
+from conveyor.worker.context import Context, Progress, Run
+from conveyor.worker.execute import execute
+from conveyor.worker.health import Health
+from conveyor.worker.holding import Holding
 from conveyor.worker.threads import JobThreads
+from conveyor.worker.upkeep import Upkeep
 from conveyor.worker.writer import Writer
 
 log = logging.getLogger("conveyor.worker")
@@ -39,14 +40,6 @@ T = TypeVar("T")
 MAX_CLAIM_BATCH = 1000
 
 
-@dataclass
-class Run:
-    job: ClaimedJob
-    ctx: Context
-    progress: Progress
-    task: asyncio.Task[None] | None = None
-
-
 def _end_span(span: tracing.Attempt | None, attempt: Attempt, state: State | None) -> None:
     """End an attempt's span (``core.tracing``) with its outcome and the job's new state."""
     if span is not None:
@@ -54,7 +47,7 @@ def _end_span(span: tracing.Attempt | None, attempt: Attempt, state: State | Non
         tracing.attempt_ended(span, attempt.outcome.value, error_type, state and state.value)
 
 
-class Worker:
+class Worker(Holding, Upkeep):
     """One worker process's loop. Built by ``worker.process.build_worker``, which makes its
     parts: ``services`` (stores, clock, delivery), its ``reconciler``, and a ``scheduler``
     when the process also fires periodic jobs."""
@@ -301,59 +294,6 @@ class Worker:
         if self.ahead.want(self._free()) > 0:
             self._slot_free.set()
 
-    # -- jobs claimed ahead (worker.ahead) --------------------------------------------------
-
-    def _start_held(self) -> None:
-        """Start held jobs while slots are free; their attempts start now, not at the claim."""
-        while self.ahead.jobs and not self._stopping.is_set() and self._free() > 0:
-            job = self.ahead.next()
-            if job is not None:
-                job.started_at = self.clock.now()
-                self._start(job)
-
-    def _watch_ahead(self) -> None:
-        """While jobs are held, look every half ``HOLD_S`` whether the slots still move."""
-        if self._ahead_timer is None and self.ahead.jobs:
-            loop = asyncio.get_running_loop()
-            self._ahead_timer = loop.call_later(HOLD_S / 2, self._check_ahead)
-
-    def _check_ahead(self) -> None:
-        self._ahead_timer = None
-        if self.ahead.overdue():
-            self._background(self._release_ahead())
-        else:
-            self._watch_ahead()
-
-    async def _release_ahead(self) -> None:
-        """Hand back the held jobs unstarted (their slots are busy with long jobs, or the
-        worker stops): queued again at once, for any worker, no attempt charged."""
-        held = self.ahead.take_all()
-        if not held:
-            return
-        try:
-            released = await self._io(
-                self.services.runs.release,
-                self.worker_id,
-                [(job.id, job.attempt) for job in held],
-                self.clock.now(),
-            )
-        except Exception as exc:
-            if self._stopping.is_set():
-                log.warning(
-                    "could not hand back %d job(s) claimed ahead (%s); they are recovered "
-                    "when their lease runs out",
-                    len(held),
-                    exc,
-                )
-                return
-            log.warning("could not hand back %d job(s) claimed ahead (%s)", len(held), exc)
-            self.ahead.jobs.extendleft(reversed(held))
-            self._watch_ahead()
-            return
-        log.info("handed back %d job(s) claimed ahead, unstarted", len(released))
-        await self.writer.redispatch(released)
-        self._slot_free.set()  # claim again when the slots move
-
     async def _attempt(self, run: Run) -> Attempt:
         job = run.job
         try:
@@ -407,110 +347,3 @@ class Worker:
         run = self.runs.get(job_id)
         if run is not None:
             self.writer.progressed(run.job, run.progress)
-
-    # -- leases, cancels, shutdown ----------------------------------------------------------
-
-    def _owned(self) -> list[tuple[str, int]]:
-        return [(job_id, run.job.attempt) for job_id, run in list(self.runs.items())]
-
-    def _leased(self) -> list[tuple[str, int]]:
-        """Runs whose leases the heartbeat renews: running ones, and finished ones whose
-        finish is not written yet."""
-        return self._owned() + self.ahead.owned() + self.writer.pending()
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.heartbeat_seconds)
-            try:
-                await self._io(self.clock.sync)  # the database's time, measured again
-                await self._io(
-                    self.services.runs.renew_leases,
-                    self.worker_id,
-                    self._leased(),
-                    self.clock.now(),
-                    self.settings.lease_seconds,
-                )
-                await self._io(
-                    self.services.workers.beat,
-                    self.worker_id,
-                    len(self.runs),
-                    self.clock.now(),
-                    self.health.problem(),
-                )
-            except Exception as exc:
-                log.warning("heartbeat failed: %s", exc)
-
-    async def _health_loop(self) -> None:
-        """Prove the loop alive to the watchdog; free the slots of threads that returned;
-        replace this worker when stuck threads starve it (``worker.health``)."""
-        stuck = 0
-        while True:
-            await asyncio.sleep(TICK_S)
-            self.health.tick()
-            now_stuck = self.health.stuck()
-            if now_stuck < stuck:
-                self._slot_free.set()
-            stuck = now_stuck
-            if self.health.starved() and not self._stopping.is_set():
-                self.health.replace_reason = (
-                    f"{stuck} of {self.concurrency} slots held by threads that outlived "
-                    "their attempt"
-                )
-                log.error("%s: stopping to be replaced by a fresh process", self.replace_reason)
-                self.request_stop()
-
-    def _describe_running(self) -> list[str]:
-        try:
-            return [f"{run.job.id} ({run.job.type})" for run in list(self.runs.values())]
-        except RuntimeError:  # changed while another thread read it
-            return []
-
-    async def _cancel_loop(self) -> None:
-        interval = min(0.5, self.settings.heartbeat_seconds)
-        while True:
-            await asyncio.sleep(interval)
-            owned = self._owned() + self.ahead.owned()
-            if not owned:
-                continue
-            try:
-                stop = await self._io(self.services.runs.cancel_requests, owned)
-            except Exception as exc:
-                log.warning("cancel check failed: %s", exc)
-                continue
-            for job_id in stop:
-                run = self.runs.get(job_id)
-                if run is not None:
-                    self._interrupt(run, CANCEL)
-                    continue
-                held = self.ahead.take(job_id)
-                if held is not None:  # claimed ahead, canceled before it started
-                    canceled = ErrorInfo("Canceled", "canceled before it started")
-                    attempt = Attempt(AttemptOutcome.CANCELED, error=canceled)
-                    self._record(self._run(held), attempt)
-
-    def _interrupt(self, run: Run, reason: str) -> None:
-        # A thread cannot be stopped: a sync handler sees ctx.cancelled (its ctx calls raise)
-        # while its attempt is recorded now.
-        run.ctx._cancel(reason)
-        if run.task is not None:
-            run.task.cancel()
-
-    async def _drain(self) -> None:
-        """Let running jobs finish for the grace period, then hand the rest back."""
-        running = [run.task for run in list(self.runs.values()) if run.task]
-        if running and not self._hurry:
-            await asyncio.wait(running, timeout=self.grace_s)
-            if self.runs and not self._hurry:
-                log.warning(
-                    "grace period of %g s over: handing back %d running job(s)",
-                    self.grace_s,
-                    len(self.runs),
-                )
-        self._hand_back_all()
-        remaining = [run.task for run in list(self.runs.values()) if run.task]
-        if remaining:
-            await asyncio.gather(*remaining, return_exceptions=True)
-
-    def _hand_back_all(self) -> None:
-        for run in list(self.runs.values()):
-            self._interrupt(run, SHUTDOWN)
