@@ -234,6 +234,9 @@ class Worker(Holding, Upkeep):
             if claimed:
                 self._background(self.writer.announce([job.id for job in claimed]))
                 self._watch_ahead()
+                # Let the jobs just started take their first step before the next claim: its
+                # Python work in the fetch thread would hold the GIL while they wait.
+                await asyncio.sleep(0)
             elif free <= 0:
                 await self._slot_free.wait()  # nothing to claim ahead: wait for a slot
         try:
