@@ -16,9 +16,7 @@ from conveyor.api.app import create_app
 from conveyor.core.errors import ConfigurationError
 from conveyor.core.logs import logging_config, resolve_format
 from conveyor.loading import load_app
-from conveyor.store import make_engine
-from conveyor.store.probe import check_database
-from conveyor.store.schema import upgrade
+from conveyor.store.probe import prepare_database
 from conveyor.worker.supervisor import die_with_parent
 
 log = logging.getLogger("conveyor.up")
@@ -43,10 +41,7 @@ def run_up(app_spec: str, host: str, port: int, concurrency: int, demo: bool) ->
     check_port(host, port)
     app = load_app(app_spec)
     settings = app.settings
-    check_database(settings.database_url, existing=False, tables=False)
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    engine.dispose()
+    prepare_database(settings.database_url)  # one statement when the schema is current
     argv = [sys.executable, "-m", "conveyor", "worker", "--app", app_spec,
             "--concurrency", str(concurrency), "--with-scheduler"]  # fmt: skip
     # A session of its own: a Ctrl-C at the terminal reaches only this process, which passes
