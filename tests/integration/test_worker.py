@@ -173,7 +173,10 @@ def test_shutdown_after_grace_hands_jobs_back_without_charging(backend: Backend)
     app = backend.app()
     worker = backend.worker("--grace", "0.5")
     handle = app.enqueue("sleeper", {"seconds": 2.5})  # retries=0: one charged attempt only
-    wait_for(lambda: app.get(handle.id).state is State.RUNNING, what="the job to run")
+    # Its handler started (claimed is not enough: a claim that returns after the stop was
+    # asked is handed back unstarted, with no attempt to record).
+    started = backend.marks / f"sleeper-{handle.id}"
+    wait_for(started.exists, what="the job's handler to start")
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0
     back = app.get(handle.id)
