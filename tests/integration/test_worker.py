@@ -160,9 +160,8 @@ def test_graceful_shutdown_lets_running_jobs_finish(backend: Backend) -> None:
     app = backend.app()
     worker = backend.worker("--grace", "20")
     handles = [app.enqueue("sleeper", {"seconds": 1.5}) for _ in range(3)]
-    wait_for(
-        lambda: all(app.get(h.id).state is State.RUNNING for h in handles), what="jobs running"
-    )
+    marks = [backend.marks / f"sleeper-{h.id}" for h in handles]  # their handlers started
+    wait_for(lambda: all(mark.exists() for mark in marks), what="jobs running")
     worker.signal(signal.SIGTERM)
     assert worker.wait(20) == 0
     for h in handles:
