@@ -3,9 +3,9 @@ back at shutdown. Each carries the job's fields (``core.logs.JOB_FIELDS``) and a
 
 Levels: ``started`` and a job's normal ends are INFO, so a busy worker writes two lines per
 job by default (``CONVEYOR_LOG_LEVEL=WARNING`` for none). Where nothing but Conveyor's own
-handler listens, a line skips ``logging``'s records (``core.logs.LineHandler``): ~3 us
-instead of ~12 of the worker's event loop; failures and hand-backs are WARNING, so ``CONVEYOR_LOG_LEVEL=WARNING``
-keeps only what needs a look. A line that is off costs one level check: nothing is built
+handler listens, a line skips ``logging``'s records (``core.logs.LineHandler``), and the
+fields an attempt's lines repeat are encoded once (``core.logs.JobFields``). Failures and
+hand-backs are WARNING, so ``CONVEYOR_LOG_LEVEL=WARNING`` keeps only what needs a look. A line that is off costs one level check: nothing is built
 before it. Error text is masked as the API masks it, and no payload or result is logged.
 """
 
