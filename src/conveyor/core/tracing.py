@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 
 #: The module whose presence says OpenTelemetry is in use in this process (see ``in_use``).
 _API = "opentelemetry.trace"
-if os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"):  # a provider the API loads on first use
+#: A provider named by the environment, which the API loads when first asked for one.
+_FROM_ENV = bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
+if _FROM_ENV:
     with contextlib.suppress(ImportError):  # the otel extra is not installed: all no-ops
         import opentelemetry.trace  # noqa: F401
 
@@ -102,10 +104,6 @@ _cached: tuple[Any, Any] = (None, None)
 def in_use() -> bool:
     """Whether this process uses OpenTelemetry: its API has been imported (by anyone)."""
     return _API in sys.modules
-
-
-#: A provider named by the environment, which the API loads when first asked for one.
-_FROM_ENV = bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
 
 
 def recording() -> bool:

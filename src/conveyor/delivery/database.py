@@ -89,20 +89,23 @@ class DatabaseSource:
                 break
             if queue not in resting:
                 claimed += self._claim({queue: free - len(claimed)})
+        waker = self.waker
         if not claimed and block_s > 0:
             woken = False
-            if self.waker is not None:
-                woken = self.waker.wait(self.waker.idle_s or block_s)
+            if waker is not None:
+                woken = waker.wait(waker.idle_s or block_s)
             else:
                 time.sleep(block_s)
             if self.waker is None:
                 self._empty.clear()  # the poll's time is up
-            if woken:  # claim what woke it now, not after a round through the event loop:
+            if (
+                woken and waker is not None
+            ):  # claim what woke it now, not after a round through the event loop:
                 # the queues the notices named, one statement, the others resting (a notice
                 # or the poll brings them back)
                 now = self.clock()
                 for queue in shares.weights:
-                    if queue not in self.waker.named:  # type: ignore[union-attr]
+                    if queue not in waker.named:
                         self._empty[queue] = now
                 claimed = self.claim(shares, free, 0)
         return claimed
